@@ -1,0 +1,743 @@
+//! Journal entries: what happened, its postings, and the hash chain over them.
+//!
+//! An entry records the validated outcome of one command as an [`Event`]: every amount in
+//! it is exact and final (points awarded, lot expiries), so replaying the journal needs no
+//! rules, rates or clock. Postings are a pure function of the event, which is what lets the
+//! audit check every entry's balance without the ledger's state.
+
+use crate::amount::Points;
+use crate::command::Actor;
+use crate::ids::{EntryId, MemberId, MerchantId, OrgUnitId, PoolId, RecordId, RequestId};
+use crate::model::{
+    ActivitySpec, Award, MemberKind, MerchantKind, MerchantStatus, OrgLevel, PoolKind,
+    ServiceRecord, TimeKind,
+};
+use crate::program::ProgramSpec;
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// An account that postings move value between.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Account {
+    /// A member's points and service minutes.
+    Member(MemberId),
+    /// Points a merchant has taken and not yet settled.
+    Merchant(MerchantId),
+    /// The programme's points issuance: goes negative as points are issued.
+    Issuance,
+    /// The programme's service-time issuance: goes negative as minutes are credited.
+    HoursIssuance,
+    /// Where expired points go.
+    ExpirySink,
+    /// A love-bank or time-bank pool.
+    Pool(PoolId),
+}
+
+/// The unit a posting counts in. Entries balance per unit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Unit {
+    /// Points, in the programme's minor units.
+    Points,
+    /// Minutes of credit time (checked in and out).
+    CreditMinutes,
+    /// Minutes of honour time (certified afterwards).
+    HonourMinutes,
+}
+
+impl From<TimeKind> for Unit {
+    fn from(kind: TimeKind) -> Unit {
+        match kind {
+            TimeKind::Credit => Unit::CreditMinutes,
+            TimeKind::Honour => Unit::HonourMinutes,
+        }
+    }
+}
+
+/// One leg of an entry: `amount` added to `account` in `unit` (negative takes away).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Posting {
+    /// The account.
+    pub account: Account,
+    /// The unit.
+    pub unit: Unit,
+    /// Minor units (points) or minutes; positive credits the account.
+    pub amount: i64,
+}
+
+/// What a reversal undid, with the exact amounts moved back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reversal {
+    /// An approval: every award's points and minutes are taken back.
+    Accrual {
+        /// The awards of the approval being reversed.
+        awards: Vec<Award>,
+    },
+    /// A redemption or capture: the points go back from the merchant to the member.
+    Spend {
+        /// The member who spent.
+        member: MemberId,
+        /// The merchant who took the points.
+        merchant: MerchantId,
+        /// Points returned.
+        amount: Points,
+        /// Expiry of the lot the member gets back.
+        expires_at: Timestamp,
+    },
+    /// A transfer: the points go back from the receiver to the giver.
+    Transfer {
+        /// The original giver, who gets the points back.
+        from: MemberId,
+        /// The original receiver, who gives them back.
+        to: MemberId,
+        /// Points moved back.
+        amount: Points,
+    },
+    /// A donation: the points go back from the pool to the donor.
+    Donation {
+        /// The donor.
+        member: MemberId,
+        /// The pool.
+        pool: PoolId,
+        /// Points returned.
+        amount: Points,
+        /// Expiry of the lot the member gets back.
+        expires_at: Timestamp,
+    },
+    /// A grant: the points go back from the member to the pool.
+    Grant {
+        /// The pool.
+        pool: PoolId,
+        /// The member who received the grant.
+        member: MemberId,
+        /// Points returned to the pool.
+        amount: Points,
+    },
+}
+
+/// What an entry records: the validated, final outcome of one command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    /// The first entry of every journal: the programme's definition.
+    ProgramOpened(Box<ProgramSpec>),
+    /// An org unit was added.
+    OrgUnitCreated {
+        /// Its id.
+        id: OrgUnitId,
+        /// Its parent.
+        parent: Option<OrgUnitId>,
+        /// Its name.
+        name: String,
+        /// Its level.
+        level: OrgLevel,
+    },
+    /// A member was enrolled.
+    MemberEnrolled {
+        /// Member id.
+        id: MemberId,
+        /// Home org unit.
+        home: OrgUnitId,
+        /// Resident or party member.
+        kind: MemberKind,
+        /// Dual registration.
+        dual_registration: bool,
+        /// Card code.
+        card_code: Option<String>,
+    },
+    /// A member's details changed.
+    MemberUpdated {
+        /// Member id.
+        id: MemberId,
+        /// Resident or party member.
+        kind: MemberKind,
+        /// Dual registration.
+        dual_registration: bool,
+        /// Card code.
+        card_code: Option<String>,
+    },
+    /// A member moved home.
+    MemberMoved {
+        /// Member id.
+        id: MemberId,
+        /// Old home.
+        from: OrgUnitId,
+        /// New home.
+        to: OrgUnitId,
+    },
+    /// A merchant was registered.
+    MerchantRegistered {
+        /// Merchant id.
+        id: MerchantId,
+        /// Where it is.
+        org_unit: OrgUnitId,
+        /// Its name.
+        name: String,
+        /// Partner or community supermarket.
+        kind: MerchantKind,
+    },
+    /// A merchant was suspended or reactivated.
+    MerchantStatusChanged {
+        /// Merchant id.
+        id: MerchantId,
+        /// New status.
+        status: MerchantStatus,
+    },
+    /// An activity was defined.
+    ActivityDefined(Box<ActivitySpec>),
+    /// A pool was created.
+    PoolCreated {
+        /// Pool id.
+        id: PoolId,
+        /// The org unit it serves.
+        org_unit: OrgUnitId,
+        /// Its name.
+        name: String,
+        /// Love bank or time bank.
+        kind: PoolKind,
+    },
+    /// Service was recorded; the records are pending.
+    ServiceRecorded {
+        /// The records, with the ids the ledger gave them.
+        records: Vec<ServiceRecord>,
+    },
+    /// Pending records were approved; points and minutes accrued.
+    ServiceApproved {
+        /// One award per record.
+        awards: Vec<Award>,
+    },
+    /// Pending records were rejected.
+    ServiceRejected {
+        /// The records.
+        records: Vec<RecordId>,
+        /// Why.
+        reason: String,
+    },
+    /// Points were spent at a merchant.
+    Redeemed {
+        /// Who spent.
+        member: MemberId,
+        /// Where.
+        merchant: MerchantId,
+        /// How much.
+        amount: Points,
+    },
+    /// Points were reserved for a merchant. The hold's id is this entry's id.
+    HoldPlaced {
+        /// Whose points.
+        member: MemberId,
+        /// For which merchant.
+        merchant: MerchantId,
+        /// How much.
+        amount: Points,
+        /// When it lapses.
+        deadline: Timestamp,
+    },
+    /// A hold was captured, wholly or partly; the rest was released.
+    HoldCaptured {
+        /// The hold.
+        hold: EntryId,
+        /// Whose points.
+        member: MemberId,
+        /// Which merchant.
+        merchant: MerchantId,
+        /// How much was taken.
+        amount: Points,
+    },
+    /// A hold was released without capture.
+    HoldReleased {
+        /// The hold.
+        hold: EntryId,
+        /// Whose points.
+        member: MemberId,
+        /// Which merchant.
+        merchant: MerchantId,
+    },
+    /// Part or all of a redemption or capture went back to the member.
+    Refunded {
+        /// The redemption or capture.
+        of: EntryId,
+        /// The member.
+        member: MemberId,
+        /// The merchant.
+        merchant: MerchantId,
+        /// How much.
+        amount: Points,
+        /// Expiry of the lot the member gets back.
+        expires_at: Timestamp,
+    },
+    /// An entry was undone.
+    Reversed {
+        /// The entry undone.
+        of: EntryId,
+        /// Why.
+        reason: String,
+        /// What moved back.
+        effect: Reversal,
+    },
+    /// Points moved between members; lots keep their expiry.
+    Transferred {
+        /// Giver.
+        from: MemberId,
+        /// Receiver.
+        to: MemberId,
+        /// How much.
+        amount: Points,
+    },
+    /// A member donated points into a pool.
+    Donated {
+        /// Donor.
+        member: MemberId,
+        /// Pool.
+        pool: PoolId,
+        /// How much.
+        amount: Points,
+    },
+    /// A pool granted points to a member.
+    Granted {
+        /// Pool.
+        pool: PoolId,
+        /// Receiver.
+        member: MemberId,
+        /// How much.
+        amount: Points,
+        /// Expiry of the new lot.
+        expires_at: Timestamp,
+    },
+    /// Expired points left a member for the expiry sink.
+    Expired {
+        /// Whose points.
+        member: MemberId,
+        /// How much.
+        amount: Points,
+    },
+}
+
+/// The kind of an entry, for filters and reports.
+#[allow(missing_docs)] // Each kind is named after the event variant it stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum EntryKind {
+    ProgramOpened,
+    OrgUnitCreated,
+    MemberEnrolled,
+    MemberUpdated,
+    MemberMoved,
+    MerchantRegistered,
+    MerchantStatusChanged,
+    ActivityDefined,
+    PoolCreated,
+    ServiceRecorded,
+    ServiceApproved,
+    ServiceRejected,
+    Redeemed,
+    HoldPlaced,
+    HoldCaptured,
+    HoldReleased,
+    Refunded,
+    Reversed,
+    Transferred,
+    Donated,
+    Granted,
+    Expired,
+}
+
+fn points(account: Account, amount: Points) -> Posting {
+    Posting {
+        account,
+        unit: Unit::Points,
+        amount: amount.minor(),
+    }
+}
+
+/// Pushes a pair of postings that moves `amount` from `from` to `to`.
+fn movement(out: &mut Vec<Posting>, from: Account, to: Account, unit: Unit, amount: i64) {
+    out.push(Posting {
+        account: from,
+        unit,
+        amount: -amount,
+    });
+    out.push(Posting {
+        account: to,
+        unit,
+        amount,
+    });
+}
+
+fn award_postings(out: &mut Vec<Posting>, awards: &[Award], sign: i64) {
+    for award in awards {
+        let member = Account::Member(award.member);
+        movement(
+            out,
+            Account::Issuance,
+            member,
+            Unit::Points,
+            sign * award.points.minor(),
+        );
+        movement(
+            out,
+            Account::HoursIssuance,
+            member,
+            award.time_kind.into(),
+            sign * award.minutes.get(),
+        );
+    }
+}
+
+impl Event {
+    /// The kind of this event.
+    pub fn kind(&self) -> EntryKind {
+        match self {
+            Event::ProgramOpened(_) => EntryKind::ProgramOpened,
+            Event::OrgUnitCreated { .. } => EntryKind::OrgUnitCreated,
+            Event::MemberEnrolled { .. } => EntryKind::MemberEnrolled,
+            Event::MemberUpdated { .. } => EntryKind::MemberUpdated,
+            Event::MemberMoved { .. } => EntryKind::MemberMoved,
+            Event::MerchantRegistered { .. } => EntryKind::MerchantRegistered,
+            Event::MerchantStatusChanged { .. } => EntryKind::MerchantStatusChanged,
+            Event::ActivityDefined(_) => EntryKind::ActivityDefined,
+            Event::PoolCreated { .. } => EntryKind::PoolCreated,
+            Event::ServiceRecorded { .. } => EntryKind::ServiceRecorded,
+            Event::ServiceApproved { .. } => EntryKind::ServiceApproved,
+            Event::ServiceRejected { .. } => EntryKind::ServiceRejected,
+            Event::Redeemed { .. } => EntryKind::Redeemed,
+            Event::HoldPlaced { .. } => EntryKind::HoldPlaced,
+            Event::HoldCaptured { .. } => EntryKind::HoldCaptured,
+            Event::HoldReleased { .. } => EntryKind::HoldReleased,
+            Event::Refunded { .. } => EntryKind::Refunded,
+            Event::Reversed { .. } => EntryKind::Reversed,
+            Event::Transferred { .. } => EntryKind::Transferred,
+            Event::Donated { .. } => EntryKind::Donated,
+            Event::Granted { .. } => EntryKind::Granted,
+            Event::Expired { .. } => EntryKind::Expired,
+        }
+    }
+
+    /// The entry this one corrects, if any: the target of a reversal or refund.
+    pub fn corrects(&self) -> Option<EntryId> {
+        match self {
+            Event::Reversed { of, .. } | Event::Refunded { of, .. } => Some(*of),
+            _ => None,
+        }
+    }
+
+    /// The postings this event makes. Their amounts sum to zero per unit.
+    pub fn postings(&self) -> Vec<Posting> {
+        let mut out = Vec::new();
+        match self {
+            Event::ServiceApproved { awards } => award_postings(&mut out, awards, 1),
+            Event::Redeemed {
+                member,
+                merchant,
+                amount,
+            }
+            | Event::HoldCaptured {
+                member,
+                merchant,
+                amount,
+                ..
+            } => {
+                out.push(points(
+                    Account::Member(*member),
+                    Points::from_minor(-amount.minor()),
+                ));
+                out.push(points(Account::Merchant(*merchant), *amount));
+            }
+            Event::Refunded {
+                member,
+                merchant,
+                amount,
+                ..
+            } => {
+                out.push(points(
+                    Account::Merchant(*merchant),
+                    Points::from_minor(-amount.minor()),
+                ));
+                out.push(points(Account::Member(*member), *amount));
+            }
+            Event::Transferred { from, to, amount } => movement(
+                &mut out,
+                Account::Member(*from),
+                Account::Member(*to),
+                Unit::Points,
+                amount.minor(),
+            ),
+            Event::Donated {
+                member,
+                pool,
+                amount,
+            } => movement(
+                &mut out,
+                Account::Member(*member),
+                Account::Pool(*pool),
+                Unit::Points,
+                amount.minor(),
+            ),
+            Event::Granted {
+                pool,
+                member,
+                amount,
+                ..
+            } => movement(
+                &mut out,
+                Account::Pool(*pool),
+                Account::Member(*member),
+                Unit::Points,
+                amount.minor(),
+            ),
+            Event::Expired { member, amount } => movement(
+                &mut out,
+                Account::Member(*member),
+                Account::ExpirySink,
+                Unit::Points,
+                amount.minor(),
+            ),
+            Event::Reversed { effect, .. } => match effect {
+                Reversal::Accrual { awards } => award_postings(&mut out, awards, -1),
+                Reversal::Spend {
+                    member,
+                    merchant,
+                    amount,
+                    ..
+                } => movement(
+                    &mut out,
+                    Account::Merchant(*merchant),
+                    Account::Member(*member),
+                    Unit::Points,
+                    amount.minor(),
+                ),
+                Reversal::Transfer { from, to, amount } => movement(
+                    &mut out,
+                    Account::Member(*to),
+                    Account::Member(*from),
+                    Unit::Points,
+                    amount.minor(),
+                ),
+                Reversal::Donation {
+                    member,
+                    pool,
+                    amount,
+                    ..
+                } => movement(
+                    &mut out,
+                    Account::Pool(*pool),
+                    Account::Member(*member),
+                    Unit::Points,
+                    amount.minor(),
+                ),
+                Reversal::Grant {
+                    pool,
+                    member,
+                    amount,
+                } => movement(
+                    &mut out,
+                    Account::Member(*member),
+                    Account::Pool(*pool),
+                    Unit::Points,
+                    amount.minor(),
+                ),
+            },
+            Event::ProgramOpened(_)
+            | Event::OrgUnitCreated { .. }
+            | Event::MemberEnrolled { .. }
+            | Event::MemberUpdated { .. }
+            | Event::MemberMoved { .. }
+            | Event::MerchantRegistered { .. }
+            | Event::MerchantStatusChanged { .. }
+            | Event::ActivityDefined(_)
+            | Event::PoolCreated { .. }
+            | Event::ServiceRecorded { .. }
+            | Event::ServiceRejected { .. }
+            | Event::HoldPlaced { .. }
+            | Event::HoldReleased { .. } => {}
+        }
+        out
+    }
+}
+
+/// A BLAKE3 hash in the journal's chain.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct Hash(pub [u8; 32]);
+
+impl Hash {
+    /// The hash before the first entry.
+    pub const GENESIS: Hash = Hash([0; 32]);
+
+    /// Lower-case hexadecimal.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Parses 64 hexadecimal digits.
+    pub fn from_hex(text: &str) -> Option<Hash> {
+        if text.len() != 64 || !text.is_ascii() {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(Hash(out))
+    }
+}
+
+impl fmt::Display for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Hash({})", self.to_hex())
+    }
+}
+
+/// One journal entry. Created only by the ledger; never edited once written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    sequence: u64,
+    id: EntryId,
+    request_id: RequestId,
+    actor: Actor,
+    at: Timestamp,
+    event: Event,
+    hash: Hash,
+}
+
+/// The hashed part of an entry, borrowed, in canonical field order.
+#[derive(Serialize)]
+struct Canonical<'a> {
+    sequence: u64,
+    id: &'a EntryId,
+    request_id: &'a RequestId,
+    actor: &'a Actor,
+    at: Timestamp,
+    event: &'a Event,
+}
+
+/// A postcard output "flavour" that feeds bytes straight into a hasher, so hashing an entry
+/// needs no buffer.
+struct HashFlavor(blake3::Hasher);
+
+impl postcard::ser_flavors::Flavor for HashFlavor {
+    type Output = blake3::Hasher;
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.update(&[data]);
+        Ok(())
+    }
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.update(data);
+        Ok(())
+    }
+    fn finalize(self) -> postcard::Result<blake3::Hasher> {
+        Ok(self.0)
+    }
+}
+
+/// Hashes any serialisable value in its canonical (postcard) encoding, after a domain tag.
+pub(crate) fn canonical_hash<T: Serialize>(domain: &[u8], prefix: &[u8], value: &T) -> Hash {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(domain);
+    hasher.update(prefix);
+    // Serialising plain data into a hasher cannot fail: the flavour never refuses bytes
+    // and every type in an entry serialises infallibly.
+    let hasher = postcard::serialize_with_flavor(value, HashFlavor(hasher)).unwrap_or_else(|_| {
+        let mut fallback = blake3::Hasher::new();
+        fallback.update(b"points.v1.unserialisable");
+        fallback
+    });
+    Hash(*hasher.finalize().as_bytes())
+}
+
+/// Why stored bytes are not an entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("entry bytes do not decode: {0}")]
+pub struct DecodeError(String);
+
+impl Entry {
+    pub(crate) fn new(
+        sequence: u64,
+        id: EntryId,
+        request_id: RequestId,
+        actor: Actor,
+        at: Timestamp,
+        event: Event,
+        prev: &Hash,
+    ) -> Entry {
+        let mut entry = Entry {
+            sequence,
+            id,
+            request_id,
+            actor,
+            at,
+            event,
+            hash: Hash::GENESIS,
+        };
+        entry.hash = entry.compute_hash(prev);
+        entry
+    }
+
+    /// The hash this entry should carry, given the previous entry's hash.
+    pub fn compute_hash(&self, prev: &Hash) -> Hash {
+        let canonical = Canonical {
+            sequence: self.sequence,
+            id: &self.id,
+            request_id: &self.request_id,
+            actor: &self.actor,
+            at: self.at,
+            event: &self.event,
+        };
+        canonical_hash(b"points.v1.entry", &prev.0, &canonical)
+    }
+
+    /// Position in the journal, from 0.
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+    /// The entry's id (derived from the programme and sequence).
+    pub fn id(&self) -> EntryId {
+        self.id
+    }
+    /// The caller's idempotency key.
+    pub fn request_id(&self) -> RequestId {
+        self.request_id
+    }
+    /// Who acted.
+    pub fn actor(&self) -> &Actor {
+        &self.actor
+    }
+    /// The instant the ledger was given for this entry.
+    pub fn at(&self) -> Timestamp {
+        self.at
+    }
+    /// What happened.
+    pub fn event(&self) -> &Event {
+        &self.event
+    }
+    /// The kind of entry.
+    pub fn kind(&self) -> EntryKind {
+        self.event.kind()
+    }
+    /// The entry this one corrects, if any.
+    pub fn corrects(&self) -> Option<EntryId> {
+        self.event.corrects()
+    }
+    /// The postings.
+    pub fn postings(&self) -> Vec<Posting> {
+        self.event.postings()
+    }
+    /// This entry's hash, chained over the previous one.
+    pub fn hash(&self) -> Hash {
+        self.hash
+    }
+
+    /// The compact binary form stores keep (postcard).
+    pub fn encode(&self) -> Vec<u8> {
+        // Encoding plain data into a growable buffer cannot fail.
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    /// Reads the compact binary form. The hash is not checked here; the chain check does it.
+    pub fn decode(bytes: &[u8]) -> Result<Entry, DecodeError> {
+        postcard::from_bytes(bytes).map_err(|e| DecodeError(e.to_string()))
+    }
+}

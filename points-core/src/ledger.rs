@@ -1,0 +1,2100 @@
+//! The ledger: state, the command pipeline (validate, then commit) and replay.
+//!
+//! [`Ledger::apply`] runs every command through the same three steps:
+//!
+//! 1. **Idempotency.** A request id seen before returns the original outcome (same command)
+//!    or [`Rejection::RequestIdReused`] (different command). Nothing is written.
+//! 2. **Decide.** [`Ledger::decide`] reads the state and either produces the [`Event`] the
+//!    command would record or the first [`Rejection`] in precedence order. It never mutates.
+//! 3. **Commit.** The event is wrapped into a hash-chained [`Entry`] and folded into the
+//!    state by `evolve`. Past this point nothing can fail: every check was made in step 2.
+//!
+//! Replay runs only step 3 over stored entries, checking the chain, which is why it is fast.
+
+use crate::amount::{Amount, Minutes, Points, MAX_AMOUNT_MINOR};
+use crate::command::{ActivityInput, Actor, Command, Request, RuleInput, ServiceInput, MAX_BATCH};
+use crate::entry::{canonical_hash, Entry, Event, Hash, Reversal};
+use crate::ids::{
+    ActivityId, EntryId, MemberId, MerchantId, OrgUnitId, PoolId, RecordId, RequestId,
+};
+use crate::model::{
+    ActivitySpec, Award, MemberKind, MerchantKind, MerchantStatus, OrgLevel, PoolKind,
+    RecordStatus, Rule, ServiceRecord, TimeKind, COEFFICIENT_ONE_BP, MAX_COEFFICIENT_BP,
+    MAX_SERVICE_MINUTES,
+};
+use crate::program::ProgramSpec;
+use crate::rejection::Rejection;
+use crate::text::{check_card_code, check_name, check_reason};
+use crate::time::Timestamp;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
+use std::collections::HashMap;
+
+type Map<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
+
+fn new_map<K, V>() -> Map<K, V> {
+    HashMap::with_hasher(foldhash::fast::FixedState::with_seed(0x706f_696e_7473))
+}
+
+/// The deepest an org unit may sit below its root.
+pub const MAX_TREE_DEPTH: u8 = 16;
+/// How far in the past or future a service record's start may be, relative to the entry.
+pub const MAX_SERVICE_AGE_MS: i64 = 366 * 86_400_000;
+/// How far in the future a service record's start may be (clock skew on recorders' devices).
+pub const MAX_SERVICE_LEAD_MS: i64 = 86_400_000;
+
+/// A parcel of points with one expiry. A member's lots are kept oldest expiry first, and
+/// spending takes from the front.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lot {
+    /// When the lot expires.
+    pub expires_at: Timestamp,
+    /// Points left in it.
+    pub remaining: Points,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct OrgUnitState {
+    pub(crate) parent: Option<OrgUnitId>,
+    pub(crate) depth: u8,
+    pub(crate) name: String,
+    pub(crate) level: OrgLevel,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct MemberState {
+    pub(crate) id: MemberId,
+    pub(crate) home: OrgUnitId,
+    pub(crate) kind: MemberKind,
+    pub(crate) dual_registration: bool,
+    pub(crate) card_code: Option<Box<str>>,
+    pub(crate) balance: Points,
+    pub(crate) credit_minutes: Minutes,
+    pub(crate) honour_minutes: Minutes,
+    pub(crate) lots: SmallVec<[Lot; 1]>,
+    /// Holds placed and neither captured nor released (some may have lapsed).
+    pub(crate) holds: Vec<EntryId>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct MerchantState {
+    pub(crate) org_unit: OrgUnitId,
+    pub(crate) name: String,
+    pub(crate) kind: MerchantKind,
+    pub(crate) status: MerchantStatus,
+    pub(crate) taken: Points,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct PoolState {
+    pub(crate) org_unit: OrgUnitId,
+    pub(crate) name: String,
+    pub(crate) kind: PoolKind,
+    pub(crate) balance: Points,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct RecordState {
+    pub(crate) record: ServiceRecord,
+    pub(crate) status: RecordStatus,
+    pub(crate) award: Option<Award>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HoldStatus {
+    Open,
+    Captured,
+    Released,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HoldState {
+    pub(crate) member: u32,
+    pub(crate) merchant: MerchantId,
+    pub(crate) amount: Points,
+    pub(crate) deadline: Timestamp,
+    pub(crate) status: HoldStatus,
+}
+
+/// What the ledger remembers of entries that can later be refunded or reversed.
+#[derive(Clone, Debug)]
+pub(crate) enum Fact {
+    Spend {
+        member: u32,
+        merchant: MerchantId,
+        taken: Points,
+        refunded: Points,
+        at: Timestamp,
+        reversed: bool,
+    },
+    Approval {
+        records: Vec<RecordId>,
+        reversed: bool,
+    },
+    Transfer {
+        from: u32,
+        to: u32,
+        amount: Points,
+        reversed: bool,
+    },
+    Donation {
+        member: u32,
+        pool: PoolId,
+        amount: Points,
+        at: Timestamp,
+        reversed: bool,
+    },
+    Grant {
+        pool: PoolId,
+        member: u32,
+        amount: Points,
+        reversed: bool,
+    },
+}
+
+impl Fact {
+    fn reversed(&self) -> bool {
+        match self {
+            Fact::Spend { reversed, .. }
+            | Fact::Approval { reversed, .. }
+            | Fact::Transfer { reversed, .. }
+            | Fact::Donation { reversed, .. }
+            | Fact::Grant { reversed, .. } => *reversed,
+        }
+    }
+
+    fn mark_reversed(&mut self) {
+        match self {
+            Fact::Spend { reversed, .. }
+            | Fact::Approval { reversed, .. }
+            | Fact::Transfer { reversed, .. }
+            | Fact::Donation { reversed, .. }
+            | Fact::Grant { reversed, .. } => *reversed = true,
+        }
+    }
+}
+
+/// Running totals of the programme's own accounts, kept so that overflow is checked on
+/// every issue and so that the audit can compare them with the postings.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Points ever issued less points reversed out of issuance.
+    pub issued: Points,
+    /// Points moved to the expiry sink.
+    pub expired: Points,
+    /// Credit minutes ever credited less reversed.
+    pub credit_minutes: Minutes,
+    /// Honour minutes ever credited less reversed.
+    pub honour_minutes: Minutes,
+}
+
+/// The outcome of a successful [`Ledger::apply`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// A new entry was appended. The caller must make it durable before acknowledging.
+    New(Entry),
+    /// The request was seen before with the same command: nothing was written and the
+    /// original entry stands.
+    Duplicate {
+        /// The original entry's sequence number.
+        sequence: u64,
+        /// The original entry's id.
+        id: EntryId,
+    },
+}
+
+impl Applied {
+    /// The sequence number of the entry that answers the request.
+    pub fn sequence(&self) -> u64 {
+        match self {
+            Applied::New(entry) => entry.sequence(),
+            Applied::Duplicate { sequence, .. } => *sequence,
+        }
+    }
+
+    /// The id of the entry that answers the request.
+    pub fn entry_id(&self) -> EntryId {
+        match self {
+            Applied::New(entry) => entry.id(),
+            Applied::Duplicate { id, .. } => *id,
+        }
+    }
+}
+
+/// A member's points and hours at an instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Balance {
+    /// The member.
+    pub member: MemberId,
+    /// All points held, including those reserved by open holds.
+    pub balance: Points,
+    /// Points reserved by holds still open and not lapsed at that instant.
+    pub held: Points,
+    /// Points the member can spend now: balance less held.
+    pub available: Points,
+    /// Credit minutes served, ever.
+    pub credit_minutes: Minutes,
+    /// Honour minutes served, ever.
+    pub honour_minutes: Minutes,
+    /// Star level reached by total service minutes.
+    pub star_level: u8,
+}
+
+/// A member's reference data.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberView {
+    /// The member.
+    pub id: MemberId,
+    /// Home org unit.
+    pub home: OrgUnitId,
+    /// Resident or party member.
+    pub kind: MemberKind,
+    /// Dual registration.
+    pub dual_registration: bool,
+    /// Card code.
+    pub card_code: Option<String>,
+}
+
+/// An org unit's reference data.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgUnitView {
+    /// The unit.
+    pub id: OrgUnitId,
+    /// Its parent.
+    pub parent: Option<OrgUnitId>,
+    /// Its name.
+    pub name: String,
+    /// Its level.
+    pub level: OrgLevel,
+}
+
+/// A merchant's reference data and unsettled points.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MerchantView {
+    /// The merchant.
+    pub id: MerchantId,
+    /// Where it is.
+    pub org_unit: OrgUnitId,
+    /// Its name.
+    pub name: String,
+    /// Partner or community supermarket.
+    pub kind: MerchantKind,
+    /// Active or suspended.
+    pub status: MerchantStatus,
+    /// Points taken and not yet settled.
+    pub taken: Points,
+}
+
+/// A pool's reference data and balance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolView {
+    /// The pool.
+    pub id: PoolId,
+    /// The org unit it serves.
+    pub org_unit: OrgUnitId,
+    /// Its name.
+    pub name: String,
+    /// Love bank or time bank.
+    pub kind: PoolKind,
+    /// Points in it.
+    pub balance: Points,
+}
+
+/// A hold's current state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldView {
+    /// The hold (its `HoldPlaced` entry id).
+    pub id: EntryId,
+    /// Whose points.
+    pub member: MemberId,
+    /// For which merchant.
+    pub merchant: MerchantId,
+    /// How much.
+    pub amount: Points,
+    /// When it lapses.
+    pub deadline: Timestamp,
+    /// Whether it is still open (not captured or released). A lapsed hold stays open until
+    /// released but no longer counts against the balance.
+    pub open: bool,
+}
+
+/// Why a journal cannot be replayed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReplayError {
+    /// The journal is empty or does not begin with the programme's definition.
+    #[error("the journal does not begin with a ProgramOpened entry")]
+    NoGenesis,
+    /// An entry's sequence number is not the next one.
+    #[error("entry {found} found where entry {expected} was expected")]
+    Sequence {
+        /// The sequence expected.
+        expected: u64,
+        /// The sequence found.
+        found: u64,
+    },
+    /// An entry's id is not the one derived from its programme and sequence.
+    #[error("entry {sequence} has the wrong id")]
+    Id {
+        /// The entry at fault.
+        sequence: u64,
+    },
+    /// An entry's hash does not match its content and the previous hash.
+    #[error("entry {sequence}: hash mismatch (stored {stored}, computed {computed})")]
+    Hash {
+        /// The first entry at fault.
+        sequence: u64,
+        /// The hash stored with the entry.
+        stored: Hash,
+        /// The hash its content gives.
+        computed: Hash,
+    },
+    /// A second ProgramOpened entry, or a programme definition that fails validation.
+    #[error("entry {sequence}: invalid programme definition")]
+    Program {
+        /// The entry at fault.
+        sequence: u64,
+    },
+}
+
+/// The in-memory state of one programme's ledger.
+///
+/// Build one with [`Ledger::open`] (a new programme) or [`Ledger::replay`] (from a journal),
+/// then feed it requests with [`Ledger::apply`]. It holds no journal: every new entry is
+/// handed back to the caller to store.
+#[derive(Clone, Debug)]
+pub struct Ledger {
+    spec: ProgramSpec,
+    next_sequence: u64,
+    last_hash: Hash,
+    last_at: Timestamp,
+    org_units: Map<OrgUnitId, OrgUnitState>,
+    members: Vec<MemberState>,
+    member_index: Map<MemberId, u32>,
+    card_codes: Map<Box<str>, u32>,
+    merchants: Map<MerchantId, MerchantState>,
+    activities: Map<ActivityId, ActivitySpec>,
+    pools: Map<PoolId, PoolState>,
+    records: Map<RecordId, RecordState>,
+    holds: Map<EntryId, HoldState>,
+    facts: Map<EntryId, Fact>,
+    requests: Map<RequestId, ([u8; 16], u64)>,
+    daily_points: Map<(MemberId, ActivityId, i32), Points>,
+    yearly_donations: Map<(MemberId, i32), Points>,
+    totals: Totals,
+}
+
+fn fingerprint(actor: &Actor, command: &Command) -> [u8; 16] {
+    let hash = canonical_hash(b"points.v1.request", &[], &(actor, command));
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&hash.0[..16]);
+    out
+}
+
+fn check_batch_len(len: usize) -> Result<(), Rejection> {
+    if len == 0 {
+        Err(Rejection::BatchEmpty)
+    } else if len > MAX_BATCH {
+        Err(Rejection::BatchTooLarge)
+    } else {
+        Ok(())
+    }
+}
+
+fn check_optional_card(code: &Option<String>) -> Result<(), Rejection> {
+    code.as_deref().map_or(Ok(()), check_card_code)
+}
+
+/// Converts a coefficient such as `1.5` to basis points, refusing zero, negatives, values
+/// above 100 and more than four decimal places.
+fn coefficient_bp(value: Decimal) -> Result<u32, Rejection> {
+    let scaled = value
+        .checked_mul(Decimal::from(COEFFICIENT_ONE_BP))
+        .ok_or(Rejection::InvalidSetting)?;
+    if scaled.fract() != Decimal::ZERO || scaled <= Decimal::ZERO {
+        return Err(Rejection::InvalidSetting);
+    }
+    let bp: u32 = scaled
+        .trunc()
+        .try_into()
+        .map_err(|_| Rejection::InvalidSetting)?;
+    if bp > MAX_COEFFICIENT_BP {
+        return Err(Rejection::InvalidSetting);
+    }
+    Ok(bp)
+}
+
+impl Ledger {
+    /// Opens a new programme. Returns the ledger and its first entry (`ProgramOpened`),
+    /// which the caller must store as sequence 0.
+    pub fn open(
+        spec: ProgramSpec,
+        request_id: RequestId,
+        actor: Actor,
+        now: Timestamp,
+    ) -> Result<(Ledger, Entry), Rejection> {
+        spec.validate()?;
+        if !now.in_supported_range() {
+            return Err(Rejection::TimeOutOfRange);
+        }
+        let mut ledger = Ledger::empty(spec.clone());
+        let event = Event::ProgramOpened(Box::new(spec));
+        let entry = ledger.append(request_id, actor, now, event, [0; 16]);
+        Ok((ledger, entry))
+    }
+
+    fn empty(spec: ProgramSpec) -> Ledger {
+        Ledger {
+            spec,
+            next_sequence: 0,
+            last_hash: Hash::GENESIS,
+            last_at: Timestamp::from_millis(i64::MIN),
+            org_units: new_map(),
+            members: Vec::new(),
+            member_index: new_map(),
+            card_codes: new_map(),
+            merchants: new_map(),
+            activities: new_map(),
+            pools: new_map(),
+            records: new_map(),
+            holds: new_map(),
+            facts: new_map(),
+            requests: new_map(),
+            daily_points: new_map(),
+            yearly_donations: new_map(),
+            totals: Totals::default(),
+        }
+    }
+
+    /// Rebuilds a ledger from its journal, checking sequence numbers, ids and the hash
+    /// chain as it goes. The first fault stops the replay and names the entry.
+    pub fn replay<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> Result<Ledger, ReplayError> {
+        let mut entries = entries.into_iter();
+        let first = entries.next().ok_or(ReplayError::NoGenesis)?;
+        let Event::ProgramOpened(spec) = first.event() else {
+            return Err(ReplayError::NoGenesis);
+        };
+        if spec.validate().is_err() {
+            return Err(ReplayError::Program { sequence: 0 });
+        }
+        let mut ledger = Ledger::empty((**spec).clone());
+        ledger.replay_one(first)?;
+        for entry in entries {
+            ledger.replay_one(entry)?;
+        }
+        Ok(ledger)
+    }
+
+    /// Applies one stored entry after checking that it follows on: the next sequence
+    /// number, the derived id and the chained hash. Use it to resume from a checkpoint.
+    pub fn replay_one(&mut self, entry: &Entry) -> Result<(), ReplayError> {
+        let expected = self.next_sequence;
+        if entry.sequence() != expected {
+            return Err(ReplayError::Sequence {
+                expected,
+                found: entry.sequence(),
+            });
+        }
+        if entry.id() != EntryId::for_sequence(self.spec.id(), expected) {
+            return Err(ReplayError::Id { sequence: expected });
+        }
+        let computed = entry.compute_hash(&self.last_hash);
+        if computed != entry.hash() {
+            return Err(ReplayError::Hash {
+                sequence: expected,
+                stored: entry.hash(),
+                computed,
+            });
+        }
+        if matches!(entry.event(), Event::ProgramOpened(_)) != (expected == 0) {
+            return Err(ReplayError::Program { sequence: expected });
+        }
+        // Replay cannot recompute the request fingerprint from the event alone, so stored
+        // entries carry none; a replayed request id is remembered with a fingerprint that
+        // matches nothing, and `apply` treats it via `seen_request` below.
+        self.commit(entry, None);
+        Ok(())
+    }
+
+    /// The programme definition.
+    pub fn spec(&self) -> &ProgramSpec {
+        &self.spec
+    }
+
+    /// The sequence number the next entry will get (the journal's length).
+    pub fn next_sequence(&self) -> u64 {
+        self.next_sequence
+    }
+
+    /// The hash of the last entry (the journal's head).
+    pub fn head_hash(&self) -> Hash {
+        self.last_hash
+    }
+
+    /// The time of the last entry.
+    pub fn last_at(&self) -> Timestamp {
+        self.last_at
+    }
+
+    /// The programme's running totals.
+    pub fn totals(&self) -> Totals {
+        self.totals
+    }
+
+    /// Applies a request at `now`: one new entry, the original entry for a retry, or a
+    /// rejection. On rejection nothing changes.
+    ///
+    /// `now` is the caller's clock. The ledger never lets time run backwards: an entry is
+    /// stamped with the later of `now` and the previous entry's time, so several writers
+    /// with slightly different clocks still produce a monotonic journal.
+    pub fn apply(&mut self, request: &Request, now: Timestamp) -> Result<Applied, Rejection> {
+        let print = fingerprint(&request.actor, &request.command);
+        if let Some(&(stored, sequence)) = self.requests.get(&request.request_id) {
+            return if stored == print || stored == REPLAYED {
+                // A request replayed from storage has no fingerprint in memory; the store
+                // compares fingerprints it keeps (see `request_fingerprint`).
+                Ok(Applied::Duplicate {
+                    sequence,
+                    id: EntryId::for_sequence(self.spec.id(), sequence),
+                })
+            } else {
+                Err(Rejection::RequestIdReused)
+            };
+        }
+        let at = now.max(self.last_at);
+        let event = self.decide(request, at)?;
+        let entry = self.append(request.request_id, request.actor, at, event, print);
+        Ok(Applied::New(entry))
+    }
+
+    /// The fingerprint the ledger keeps for a request, so that a store can persist it
+    /// beside the entry and restore it with [`Ledger::restore_fingerprint`].
+    pub fn request_fingerprint(request: &Request) -> [u8; 16] {
+        fingerprint(&request.actor, &request.command)
+    }
+
+    /// Restores the fingerprint of a replayed request, so that a retry with a different
+    /// command after a restart is still refused.
+    pub fn restore_fingerprint(&mut self, request_id: RequestId, print: [u8; 16]) {
+        if let Some(slot) = self.requests.get_mut(&request_id) {
+            slot.0 = print;
+        }
+    }
+
+    fn append(
+        &mut self,
+        request_id: RequestId,
+        actor: Actor,
+        at: Timestamp,
+        event: Event,
+        print: [u8; 16],
+    ) -> Entry {
+        let sequence = self.next_sequence;
+        let id = EntryId::for_sequence(self.spec.id(), sequence);
+        let entry = Entry::new(sequence, id, request_id, actor, at, event, &self.last_hash);
+        self.commit(&entry, Some(print));
+        entry
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Reads
+    // ------------------------------------------------------------------------------------
+
+    fn member_ix(&self, id: MemberId) -> Result<u32, Rejection> {
+        self.member_index
+            .get(&id)
+            .copied()
+            .ok_or(Rejection::UnknownMember)
+    }
+
+    fn member_at(&self, ix: u32) -> &MemberState {
+        &self.members[ix as usize]
+    }
+
+    /// Points reserved by open holds that have not lapsed at `at`.
+    fn held(&self, member: &MemberState, at: Timestamp) -> Points {
+        member
+            .holds
+            .iter()
+            .filter_map(|id| self.holds.get(id))
+            .filter(|h| h.status == HoldStatus::Open && at < h.deadline)
+            .fold(Points::ZERO, |sum, h| {
+                sum.checked_add(h.amount).unwrap_or(sum)
+            })
+    }
+
+    fn available(&self, member: &MemberState, at: Timestamp) -> Points {
+        member
+            .balance
+            .checked_sub(self.held(member, at))
+            .unwrap_or(Points::ZERO)
+    }
+
+    /// A member's balance, holds and hours at `now`.
+    pub fn balance(&self, member: MemberId, now: Timestamp) -> Option<Balance> {
+        let ix = self.member_index.get(&member)?;
+        let state = self.member_at(*ix);
+        let held = self.held(state, now);
+        let total = state
+            .credit_minutes
+            .checked_add(state.honour_minutes)
+            .unwrap_or_default();
+        Some(Balance {
+            member,
+            balance: state.balance,
+            held,
+            available: state.balance.checked_sub(held).unwrap_or(Points::ZERO),
+            credit_minutes: state.credit_minutes,
+            honour_minutes: state.honour_minutes,
+            star_level: self.spec.stars().level(total.get()),
+        })
+    }
+
+    /// The member with this card code.
+    pub fn member_by_card(&self, code: &str) -> Option<MemberId> {
+        self.card_codes.get(code).map(|&ix| self.member_at(ix).id)
+    }
+
+    /// A member's reference data.
+    pub fn member(&self, id: MemberId) -> Option<MemberView> {
+        let state = self.member_at(*self.member_index.get(&id)?);
+        Some(MemberView {
+            id,
+            home: state.home,
+            kind: state.kind,
+            dual_registration: state.dual_registration,
+            card_code: state.card_code.as_deref().map(str::to_owned),
+        })
+    }
+
+    /// A member's lots, oldest expiry first.
+    pub fn lots(&self, id: MemberId) -> Option<&[Lot]> {
+        Some(&self.member_at(*self.member_index.get(&id)?).lots)
+    }
+
+    /// Every member id, in enrolment order.
+    pub fn member_ids(&self) -> impl Iterator<Item = MemberId> + '_ {
+        self.members.iter().map(|m| m.id)
+    }
+
+    /// How many members are enrolled.
+    pub fn member_count(&self) -> usize {
+        self.members.len()
+    }
+
+    /// An org unit.
+    pub fn org_unit(&self, id: OrgUnitId) -> Option<OrgUnitView> {
+        self.org_units.get(&id).map(|u| OrgUnitView {
+            id,
+            parent: u.parent,
+            name: u.name.clone(),
+            level: u.level,
+        })
+    }
+
+    /// Every org unit, sorted by id.
+    pub fn org_units(&self) -> Vec<OrgUnitView> {
+        let mut out: Vec<_> = self
+            .org_units
+            .keys()
+            .filter_map(|&id| self.org_unit(id))
+            .collect();
+        out.sort_by_key(|u| u.id);
+        out
+    }
+
+    /// Whether `unit` is `root` or lies below it.
+    pub fn is_within(&self, unit: OrgUnitId, root: OrgUnitId) -> bool {
+        let mut current = Some(unit);
+        let mut steps = 0;
+        while let Some(id) = current {
+            if id == root {
+                return true;
+            }
+            steps += 1;
+            if steps > usize::from(MAX_TREE_DEPTH) + 1 {
+                return false;
+            }
+            current = self.org_units.get(&id).and_then(|u| u.parent);
+        }
+        false
+    }
+
+    /// A merchant.
+    pub fn merchant(&self, id: MerchantId) -> Option<MerchantView> {
+        self.merchants.get(&id).map(|m| MerchantView {
+            id,
+            org_unit: m.org_unit,
+            name: m.name.clone(),
+            kind: m.kind,
+            status: m.status,
+            taken: m.taken,
+        })
+    }
+
+    /// Every merchant, sorted by id.
+    pub fn merchants(&self) -> Vec<MerchantView> {
+        let mut out: Vec<_> = self
+            .merchants
+            .keys()
+            .filter_map(|&id| self.merchant(id))
+            .collect();
+        out.sort_by_key(|m| m.id);
+        out
+    }
+
+    /// An activity.
+    pub fn activity(&self, id: ActivityId) -> Option<&ActivitySpec> {
+        self.activities.get(&id)
+    }
+
+    /// Every activity, sorted by id.
+    pub fn activities(&self) -> Vec<&ActivitySpec> {
+        let mut out: Vec<_> = self.activities.values().collect();
+        out.sort_by_key(|a| a.id);
+        out
+    }
+
+    /// A pool.
+    pub fn pool(&self, id: PoolId) -> Option<PoolView> {
+        self.pools.get(&id).map(|p| PoolView {
+            id,
+            org_unit: p.org_unit,
+            name: p.name.clone(),
+            kind: p.kind,
+            balance: p.balance,
+        })
+    }
+
+    /// Every pool, sorted by id.
+    pub fn pools(&self) -> Vec<PoolView> {
+        let mut out: Vec<_> = self.pools.keys().filter_map(|&id| self.pool(id)).collect();
+        out.sort_by_key(|p| p.id);
+        out
+    }
+
+    /// A service record and where it stands.
+    pub fn record(&self, id: RecordId) -> Option<(&ServiceRecord, RecordStatus, Option<&Award>)> {
+        self.records
+            .get(&id)
+            .map(|r| (&r.record, r.status, r.award.as_ref()))
+    }
+
+    /// A hold.
+    pub fn hold(&self, id: EntryId) -> Option<HoldView> {
+        self.holds.get(&id).map(|h| HoldView {
+            id,
+            member: self.member_at(h.member).id,
+            merchant: h.merchant,
+            amount: h.amount,
+            deadline: h.deadline,
+            open: h.status == HoldStatus::Open,
+        })
+    }
+
+    /// Members holding lots that have expired by `now`, for an expiry sweep.
+    pub fn members_with_expired_lots(&self, now: Timestamp) -> Vec<MemberId> {
+        self.members
+            .iter()
+            .filter(|m| m.lots.first().is_some_and(|lot| lot.expires_at <= now))
+            .map(|m| m.id)
+            .collect()
+    }
+
+    pub(crate) fn members_raw(&self) -> &[MemberState] {
+        &self.members
+    }
+    pub(crate) fn merchants_raw(&self) -> &Map<MerchantId, MerchantState> {
+        &self.merchants
+    }
+    pub(crate) fn pools_raw(&self) -> &Map<PoolId, PoolState> {
+        &self.pools
+    }
+    pub(crate) fn holds_raw(&self) -> &Map<EntryId, HoldState> {
+        &self.holds
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Decide: validation in precedence order, no mutation
+    // ------------------------------------------------------------------------------------
+
+    fn points(&self, amount: Amount) -> Result<Points, Rejection> {
+        Ok(amount.to_points(self.spec.scale())?)
+    }
+
+    fn unit_exists(&self, id: OrgUnitId) -> Result<(), Rejection> {
+        if self.org_units.contains_key(&id) {
+            Ok(())
+        } else {
+            Err(Rejection::UnknownOrgUnit)
+        }
+    }
+
+    /// Admins may do anything; recorders only inside their subtree; nobody else.
+    fn allow_in(&self, actor: &Actor, unit: OrgUnitId) -> Result<(), Rejection> {
+        match actor {
+            Actor::Admin { .. } => Ok(()),
+            Actor::Recorder { org_unit, .. } if self.is_within(unit, *org_unit) => Ok(()),
+            _ => Err(Rejection::ActorNotAllowed),
+        }
+    }
+
+    /// Admins, or the merchant's own point-of-sale.
+    fn allow_merchant(&self, actor: &Actor, merchant: MerchantId) -> Result<(), Rejection> {
+        match actor {
+            Actor::Admin { .. } => Ok(()),
+            Actor::Merchant { merchant: own, .. } if *own == merchant => Ok(()),
+            _ => Err(Rejection::ActorNotAllowed),
+        }
+    }
+
+    fn active_merchant(&self, id: MerchantId) -> Result<&MerchantState, Rejection> {
+        self.merchants.get(&id).ok_or(Rejection::UnknownMerchant)
+    }
+
+    fn credit_fits(current: Points, amount: Points) -> Result<(), Rejection> {
+        current
+            .checked_add(amount)
+            .map(|_| ())
+            .ok_or(Rejection::BalanceOverflow)
+    }
+
+    fn ensure_available(
+        &self,
+        member: u32,
+        amount: Points,
+        at: Timestamp,
+    ) -> Result<(), Rejection> {
+        if self.available(self.member_at(member), at) < amount {
+            Err(Rejection::InsufficientPoints)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn expiry_from(&self, earned_at: Timestamp) -> Timestamp {
+        self.spec
+            .expiry()
+            .expires_at(earned_at, self.spec.utc_offset_minutes())
+    }
+
+    /// Checks a request against the state at `at` and returns the event it would record,
+    /// or the first rejection in precedence order. Never mutates.
+    pub fn decide(&self, request: &Request, at: Timestamp) -> Result<Event, Rejection> {
+        let actor = &request.actor;
+        match &request.command {
+            Command::CreateOrgUnit {
+                id,
+                parent,
+                name,
+                level,
+            } => {
+                check_name(name)?;
+                if let Some(parent) = parent {
+                    self.unit_exists(*parent)?;
+                }
+                if self.org_units.contains_key(id) {
+                    return Err(Rejection::AlreadyExists);
+                }
+                let depth = match parent {
+                    Some(p) => self.org_units.get(p).map_or(0, |u| u.depth + 1),
+                    None => 0,
+                };
+                if depth > MAX_TREE_DEPTH {
+                    return Err(Rejection::TreeTooDeep);
+                }
+                match parent {
+                    Some(parent) => self.allow_in(actor, *parent)?,
+                    None if matches!(actor, Actor::Admin { .. }) => {}
+                    None => return Err(Rejection::ActorNotAllowed),
+                }
+                Ok(Event::OrgUnitCreated {
+                    id: *id,
+                    parent: *parent,
+                    name: name.clone(),
+                    level: *level,
+                })
+            }
+            Command::EnrolMember {
+                id,
+                home,
+                kind,
+                dual_registration,
+                card_code,
+            } => {
+                check_optional_card(card_code)?;
+                self.unit_exists(*home)?;
+                if self.member_index.contains_key(id) {
+                    return Err(Rejection::AlreadyExists);
+                }
+                if card_code
+                    .as_deref()
+                    .is_some_and(|c| self.card_codes.contains_key(c))
+                {
+                    return Err(Rejection::CardCodeTaken);
+                }
+                self.allow_in(actor, *home)?;
+                Ok(Event::MemberEnrolled {
+                    id: *id,
+                    home: *home,
+                    kind: *kind,
+                    dual_registration: *dual_registration,
+                    card_code: card_code.clone(),
+                })
+            }
+            Command::UpdateMember {
+                id,
+                kind,
+                dual_registration,
+                card_code,
+            } => {
+                check_optional_card(card_code)?;
+                let ix = self.member_ix(*id)?;
+                if let Some(code) = card_code.as_deref() {
+                    if self.card_codes.get(code).is_some_and(|&other| other != ix) {
+                        return Err(Rejection::CardCodeTaken);
+                    }
+                }
+                self.allow_in(actor, self.member_at(ix).home)?;
+                Ok(Event::MemberUpdated {
+                    id: *id,
+                    kind: *kind,
+                    dual_registration: *dual_registration,
+                    card_code: card_code.clone(),
+                })
+            }
+            Command::MoveMember { id, home } => {
+                self.unit_exists(*home)?;
+                let ix = self.member_ix(*id)?;
+                let from = self.member_at(ix).home;
+                self.allow_in(actor, from)?;
+                self.allow_in(actor, *home)?;
+                if from == *home {
+                    return Err(Rejection::SameAccount);
+                }
+                Ok(Event::MemberMoved {
+                    id: *id,
+                    from,
+                    to: *home,
+                })
+            }
+            Command::RegisterMerchant {
+                id,
+                org_unit,
+                name,
+                kind,
+            } => {
+                check_name(name)?;
+                self.unit_exists(*org_unit)?;
+                if self.merchants.contains_key(id) {
+                    return Err(Rejection::AlreadyExists);
+                }
+                self.allow_in(actor, *org_unit)?;
+                Ok(Event::MerchantRegistered {
+                    id: *id,
+                    org_unit: *org_unit,
+                    name: name.clone(),
+                    kind: *kind,
+                })
+            }
+            Command::SetMerchantStatus { id, status } => {
+                let merchant = self.active_merchant(*id)?;
+                self.allow_in(actor, merchant.org_unit)?;
+                Ok(Event::MerchantStatusChanged {
+                    id: *id,
+                    status: *status,
+                })
+            }
+            Command::DefineActivity(input) => self.decide_activity(actor, input),
+            Command::CreatePool {
+                id,
+                org_unit,
+                name,
+                kind,
+            } => {
+                check_name(name)?;
+                self.unit_exists(*org_unit)?;
+                if self.pools.contains_key(id) {
+                    return Err(Rejection::AlreadyExists);
+                }
+                self.allow_in(actor, *org_unit)?;
+                Ok(Event::PoolCreated {
+                    id: *id,
+                    org_unit: *org_unit,
+                    name: name.clone(),
+                    kind: *kind,
+                })
+            }
+            Command::RecordService { records } => self.decide_record(actor, records, at),
+            Command::ApproveService { records } => self.decide_approve(actor, records, at),
+            Command::RejectService { records, reason } => {
+                check_reason(reason)?;
+                check_batch_len(records.len())?;
+                let mut seen = new_map();
+                for id in records {
+                    if seen.insert(*id, ()).is_some() {
+                        return Err(Rejection::DuplicateInBatch);
+                    }
+                }
+                for id in records {
+                    self.records.get(id).ok_or(Rejection::UnknownRecord(*id))?;
+                }
+                for id in records {
+                    self.allow_in(actor, self.records[id].record.org_unit)?;
+                }
+                for id in records {
+                    if self.records[id].status != RecordStatus::Pending {
+                        return Err(Rejection::RecordNotPending(*id));
+                    }
+                }
+                Ok(Event::ServiceRejected {
+                    records: records.clone(),
+                    reason: reason.clone(),
+                })
+            }
+            Command::Redeem {
+                member,
+                merchant,
+                amount,
+            } => {
+                let amount = self.points(*amount)?;
+                let ix = self.member_ix(*member)?;
+                let state = self.active_merchant(*merchant)?;
+                self.allow_merchant(actor, *merchant)?;
+                if state.status == MerchantStatus::Suspended {
+                    return Err(Rejection::MerchantSuspended);
+                }
+                self.ensure_available(ix, amount, at)?;
+                Self::credit_fits(state.taken, amount)?;
+                Ok(Event::Redeemed {
+                    member: *member,
+                    merchant: *merchant,
+                    amount,
+                })
+            }
+            Command::PlaceHold {
+                member,
+                merchant,
+                amount,
+                ttl_ms,
+            } => {
+                let amount = self.points(*amount)?;
+                if *ttl_ms == 0 || *ttl_ms > self.spec.max_hold_ttl_ms() {
+                    return Err(Rejection::DurationOutOfRange);
+                }
+                let ix = self.member_ix(*member)?;
+                let state = self.active_merchant(*merchant)?;
+                self.allow_merchant(actor, *merchant)?;
+                if state.status == MerchantStatus::Suspended {
+                    return Err(Rejection::MerchantSuspended);
+                }
+                self.ensure_available(ix, amount, at)?;
+                let ttl = i64::try_from(*ttl_ms).map_err(|_| Rejection::DurationOutOfRange)?;
+                let deadline = at.saturating_add_millis(ttl);
+                Ok(Event::HoldPlaced {
+                    member: *member,
+                    merchant: *merchant,
+                    amount,
+                    deadline,
+                })
+            }
+            Command::CaptureHold { hold, amount } => {
+                let amount = amount.map(|a| self.points(a)).transpose()?;
+                let state = self.holds.get(hold).ok_or(Rejection::UnknownHold)?;
+                self.allow_merchant(actor, state.merchant)?;
+                if state.status != HoldStatus::Open {
+                    return Err(Rejection::HoldNotOpen);
+                }
+                if at >= state.deadline {
+                    return Err(Rejection::HoldExpired);
+                }
+                let amount = amount.unwrap_or(state.amount);
+                if amount > state.amount {
+                    return Err(Rejection::CaptureOverHold);
+                }
+                let merchant = self.active_merchant(state.merchant)?;
+                Self::credit_fits(merchant.taken, amount)?;
+                debug_assert!(self.member_at(state.member).balance >= amount);
+                Ok(Event::HoldCaptured {
+                    hold: *hold,
+                    member: self.member_at(state.member).id,
+                    merchant: state.merchant,
+                    amount,
+                })
+            }
+            Command::ReleaseHold { hold } => {
+                let state = self.holds.get(hold).ok_or(Rejection::UnknownHold)?;
+                self.allow_merchant(actor, state.merchant)?;
+                if state.status != HoldStatus::Open {
+                    return Err(Rejection::HoldNotOpen);
+                }
+                Ok(Event::HoldReleased {
+                    hold: *hold,
+                    member: self.member_at(state.member).id,
+                    merchant: state.merchant,
+                })
+            }
+            Command::Refund { entry, amount } => {
+                let amount = self.points(*amount)?;
+                let Some(Fact::Spend {
+                    member,
+                    merchant,
+                    taken,
+                    refunded,
+                    at: spent_at,
+                    reversed,
+                }) = self.facts.get(entry)
+                else {
+                    return Err(Rejection::UnknownEntry);
+                };
+                self.allow_merchant(actor, *merchant)?;
+                if *reversed {
+                    return Err(Rejection::AlreadyReversed);
+                }
+                let left = taken.checked_sub(*refunded).unwrap_or(Points::ZERO);
+                if amount > left {
+                    return Err(Rejection::RefundOverTaken);
+                }
+                let member_state = self.member_at(*member);
+                Self::credit_fits(member_state.balance, amount)?;
+                Ok(Event::Refunded {
+                    of: *entry,
+                    member: member_state.id,
+                    merchant: *merchant,
+                    amount,
+                    expires_at: self.expiry_from(*spent_at),
+                })
+            }
+            Command::Reverse { entry, reason } => self.decide_reverse(actor, *entry, reason, at),
+            Command::Transfer { from, to, amount } => {
+                let amount = self.points(*amount)?;
+                if from == to {
+                    return Err(Rejection::SameAccount);
+                }
+                let from_ix = self.member_ix(*from)?;
+                let to_ix = self.member_ix(*to)?;
+                self.allow_in(actor, self.member_at(from_ix).home)?;
+                self.ensure_available(from_ix, amount, at)?;
+                Self::credit_fits(self.member_at(to_ix).balance, amount)?;
+                Ok(Event::Transferred {
+                    from: *from,
+                    to: *to,
+                    amount,
+                })
+            }
+            Command::Donate {
+                member,
+                pool,
+                amount,
+            } => {
+                let amount = self.points(*amount)?;
+                let ix = self.member_ix(*member)?;
+                let pool_state = self.pools.get(pool).ok_or(Rejection::UnknownPool)?;
+                self.allow_in(actor, self.member_at(ix).home)?;
+                if let Some(cap) = self.spec.donation_cap_per_year() {
+                    let year = at.local_year(self.spec.utc_offset_minutes()).unwrap_or(0);
+                    let so_far = self
+                        .yearly_donations
+                        .get(&(*member, year))
+                        .copied()
+                        .unwrap_or_default();
+                    if so_far.checked_add(amount).is_none_or(|total| total > cap) {
+                        return Err(Rejection::DonationCapExceeded);
+                    }
+                }
+                self.ensure_available(ix, amount, at)?;
+                Self::credit_fits(pool_state.balance, amount)?;
+                Ok(Event::Donated {
+                    member: *member,
+                    pool: *pool,
+                    amount,
+                })
+            }
+            Command::Grant {
+                pool,
+                member,
+                amount,
+            } => {
+                let amount = self.points(*amount)?;
+                let pool_state = self.pools.get(pool).ok_or(Rejection::UnknownPool)?;
+                let ix = self.member_ix(*member)?;
+                self.allow_in(actor, pool_state.org_unit)?;
+                if self.spec.grant_cap().is_some_and(|cap| amount > cap) {
+                    return Err(Rejection::GrantCapExceeded);
+                }
+                if pool_state.balance < amount {
+                    return Err(Rejection::InsufficientPool);
+                }
+                Self::credit_fits(self.member_at(ix).balance, amount)?;
+                Ok(Event::Granted {
+                    pool: *pool,
+                    member: *member,
+                    amount,
+                    expires_at: self.expiry_from(at),
+                })
+            }
+            Command::Expire { member } => {
+                let ix = self.member_ix(*member)?;
+                let state = self.member_at(ix);
+                match actor {
+                    Actor::System => {}
+                    _ => self.allow_in(actor, state.home)?,
+                }
+                let expired = state
+                    .lots
+                    .iter()
+                    .take_while(|lot| lot.expires_at <= at)
+                    .fold(Points::ZERO, |sum, lot| {
+                        sum.checked_add(lot.remaining).unwrap_or(sum)
+                    });
+                // Points reserved by an open hold stay until the hold is resolved, so that
+                // expiry never pushes available points below zero.
+                let amount = expired.min(self.available(state, at));
+                if !amount.is_positive() {
+                    return Err(Rejection::NothingToExpire);
+                }
+                Self::credit_fits(self.totals.expired, amount)?;
+                Ok(Event::Expired {
+                    member: *member,
+                    amount,
+                })
+            }
+        }
+    }
+
+    fn decide_activity(&self, actor: &Actor, input: &ActivityInput) -> Result<Event, Rejection> {
+        check_name(&input.name)?;
+        check_name(&input.category)?;
+        let rule = match input.rule {
+            RuleInput::PerHour(a) => Rule::PerHour(self.points(a)?),
+            RuleInput::PerOccasion(a) => Rule::PerOccasion(self.points(a)?),
+        };
+        let daily_points_cap = input.daily_points_cap.map(|a| self.points(a)).transpose()?;
+        let coefficient_bp = coefficient_bp(input.coefficient)?;
+        if input
+            .max_minutes_per_occasion
+            .is_some_and(|m| m == 0 || m > MAX_SERVICE_MINUTES)
+        {
+            return Err(Rejection::InvalidSetting);
+        }
+        let spec = ActivitySpec {
+            id: input.id,
+            org_unit: input.org_unit,
+            name: input.name.clone(),
+            category: input.category.clone(),
+            rule,
+            coefficient_bp,
+            max_minutes_per_occasion: input.max_minutes_per_occasion,
+            daily_points_cap,
+            time_kind: input.time_kind,
+        };
+        // The largest award this rule can give must fit one amount, so approvals never
+        // overflow because of the rule alone.
+        let largest = spec
+            .points_for(spec.counted_minutes(MAX_SERVICE_MINUTES))
+            .filter(|p| p.minor() <= MAX_AMOUNT_MINOR);
+        if largest.is_none() {
+            return Err(Rejection::InvalidSetting);
+        }
+        self.unit_exists(input.org_unit)?;
+        if self.activities.contains_key(&input.id) {
+            return Err(Rejection::AlreadyExists);
+        }
+        self.allow_in(actor, input.org_unit)?;
+        Ok(Event::ActivityDefined(Box::new(spec)))
+    }
+
+    fn decide_record(
+        &self,
+        actor: &Actor,
+        records: &[ServiceInput],
+        at: Timestamp,
+    ) -> Result<Event, Rejection> {
+        check_batch_len(records.len())?;
+        for r in records {
+            let age = at.millis().saturating_sub(r.started_at.millis());
+            if !r.started_at.in_supported_range()
+                || age > MAX_SERVICE_AGE_MS
+                || -age > MAX_SERVICE_LEAD_MS
+            {
+                return Err(Rejection::TimeOutOfRange);
+            }
+            if r.minutes == 0 || r.minutes > MAX_SERVICE_MINUTES {
+                return Err(Rejection::DurationOutOfRange);
+            }
+        }
+        for r in records {
+            self.unit_exists(r.org_unit)?;
+        }
+        for r in records {
+            self.member_ix(r.member)?;
+        }
+        for r in records {
+            self.activities
+                .get(&r.activity)
+                .ok_or(Rejection::UnknownActivity)?;
+        }
+        for r in records {
+            self.allow_in(actor, r.org_unit)?;
+        }
+        for r in records {
+            let member = self.member_at(self.member_ix(r.member)?);
+            let home = member.home;
+            let same_branch = self.is_within(r.org_unit, home) || self.is_within(home, r.org_unit);
+            if !same_branch && !member.dual_registration {
+                return Err(Rejection::MemberNotEligible);
+            }
+        }
+        for r in records {
+            let activity = &self.activities[&r.activity];
+            if !self.is_within(r.org_unit, activity.org_unit) {
+                return Err(Rejection::ActivityNotAvailable);
+            }
+        }
+        let entry = EntryId::for_sequence(self.spec.id(), self.next_sequence);
+        let records = records
+            .iter()
+            .zip(0u32..)
+            .map(|(r, index)| ServiceRecord {
+                id: RecordId::for_record(entry, index),
+                member: r.member,
+                activity: r.activity,
+                org_unit: r.org_unit,
+                started_at: r.started_at,
+                minutes: r.minutes,
+            })
+            .collect();
+        Ok(Event::ServiceRecorded { records })
+    }
+
+    fn decide_approve(
+        &self,
+        actor: &Actor,
+        ids: &[RecordId],
+        at: Timestamp,
+    ) -> Result<Event, Rejection> {
+        check_batch_len(ids.len())?;
+        let mut seen = new_map();
+        for id in ids {
+            if seen.insert(*id, ()).is_some() {
+                return Err(Rejection::DuplicateInBatch);
+            }
+        }
+        for id in ids {
+            self.records.get(id).ok_or(Rejection::UnknownRecord(*id))?;
+        }
+        for id in ids {
+            self.allow_in(actor, self.records[id].record.org_unit)?;
+        }
+        for id in ids {
+            if self.records[id].status != RecordStatus::Pending {
+                return Err(Rejection::RecordNotPending(*id));
+            }
+        }
+        let offset = self.spec.utc_offset_minutes();
+        let expires_at = self.expiry_from(at);
+        let mut day_totals: Map<(MemberId, ActivityId, i32), Points> = new_map();
+        let mut member_credit: Map<MemberId, Points> = new_map();
+        let mut issued = self.totals.issued;
+        let mut awards = Vec::with_capacity(ids.len());
+        for id in ids {
+            let record = &self.records[id].record;
+            let activity = self
+                .activities
+                .get(&record.activity)
+                .ok_or(Rejection::UnknownActivity)?;
+            let minutes = activity.counted_minutes(record.minutes);
+            let points = activity
+                .points_for(minutes)
+                .ok_or(Rejection::BalanceOverflow)?;
+            if let Some(cap) = activity.daily_points_cap {
+                let key = (
+                    record.member,
+                    record.activity,
+                    record.started_at.local_day(offset),
+                );
+                let before = match day_totals.get(&key) {
+                    Some(total) => *total,
+                    None => self.daily_points.get(&key).copied().unwrap_or_default(),
+                };
+                let after = before
+                    .checked_add(points)
+                    .ok_or(Rejection::BalanceOverflow)?;
+                if after > cap {
+                    return Err(Rejection::CapExceeded(*id));
+                }
+                day_totals.insert(key, after);
+            }
+            awards.push(Award {
+                record: *id,
+                member: record.member,
+                points,
+                minutes: Minutes::new(i64::from(minutes)),
+                time_kind: activity.time_kind,
+                expires_at,
+            });
+        }
+        for award in &awards {
+            issued = issued
+                .checked_add(award.points)
+                .ok_or(Rejection::BalanceOverflow)?;
+            let slot = member_credit.entry(award.member).or_insert(Points::ZERO);
+            *slot = slot
+                .checked_add(award.points)
+                .ok_or(Rejection::BalanceOverflow)?;
+        }
+        for (member, credit) in &member_credit {
+            let state = self.member_at(self.member_ix(*member)?);
+            Self::credit_fits(state.balance, *credit)?;
+        }
+        Ok(Event::ServiceApproved { awards })
+    }
+
+    fn decide_reverse(
+        &self,
+        actor: &Actor,
+        entry: EntryId,
+        reason: &str,
+        at: Timestamp,
+    ) -> Result<Event, Rejection> {
+        check_reason(reason)?;
+        let fact = self.facts.get(&entry).ok_or(Rejection::UnknownEntry)?;
+        // Permission first, against the org unit the original entry belongs to.
+        match fact {
+            Fact::Approval { records, .. } => {
+                for id in records {
+                    let unit = self.records.get(id).map(|r| r.record.org_unit);
+                    self.allow_in(actor, unit.ok_or(Rejection::UnknownRecord(*id))?)?;
+                }
+            }
+            Fact::Spend { merchant, .. } => {
+                let unit = self.active_merchant(*merchant)?.org_unit;
+                self.allow_in(actor, unit)?;
+            }
+            Fact::Transfer { from, .. } => self.allow_in(actor, self.member_at(*from).home)?,
+            Fact::Donation { pool, .. } | Fact::Grant { pool, .. } => {
+                let unit = self.pools.get(pool).ok_or(Rejection::UnknownPool)?.org_unit;
+                self.allow_in(actor, unit)?;
+            }
+        }
+        if fact.reversed() {
+            return Err(Rejection::AlreadyReversed);
+        }
+        let effect = match fact {
+            Fact::Approval { records, .. } => {
+                let awards: Vec<Award> = records
+                    .iter()
+                    .filter_map(|id| self.records.get(id).and_then(|r| r.award))
+                    .collect();
+                let mut debit: Map<MemberId, Points> = new_map();
+                for award in &awards {
+                    let slot = debit.entry(award.member).or_insert(Points::ZERO);
+                    *slot = slot
+                        .checked_add(award.points)
+                        .ok_or(Rejection::BalanceOverflow)?;
+                }
+                let mut members: Vec<_> = debit.into_iter().collect();
+                members.sort_by_key(|(m, _)| *m);
+                for (member, amount) in members {
+                    self.ensure_available(self.member_ix(member)?, amount, at)?;
+                }
+                Reversal::Accrual { awards }
+            }
+            Fact::Spend {
+                member,
+                merchant,
+                taken,
+                refunded,
+                at: spent_at,
+                ..
+            } => {
+                if refunded.is_positive() {
+                    return Err(Rejection::AlreadyRefunded);
+                }
+                let state = self.member_at(*member);
+                Self::credit_fits(state.balance, *taken)?;
+                Reversal::Spend {
+                    member: state.id,
+                    merchant: *merchant,
+                    amount: *taken,
+                    expires_at: self.expiry_from(*spent_at),
+                }
+            }
+            Fact::Transfer {
+                from, to, amount, ..
+            } => {
+                self.ensure_available(*to, *amount, at)?;
+                Self::credit_fits(self.member_at(*from).balance, *amount)?;
+                Reversal::Transfer {
+                    from: self.member_at(*from).id,
+                    to: self.member_at(*to).id,
+                    amount: *amount,
+                }
+            }
+            Fact::Donation {
+                member,
+                pool,
+                amount,
+                at: donated_at,
+                ..
+            } => {
+                let balance = self.pools.get(pool).map_or(Points::ZERO, |p| p.balance);
+                if balance < *amount {
+                    return Err(Rejection::InsufficientPool);
+                }
+                Self::credit_fits(self.member_at(*member).balance, *amount)?;
+                Reversal::Donation {
+                    member: self.member_at(*member).id,
+                    pool: *pool,
+                    amount: *amount,
+                    expires_at: self.expiry_from(*donated_at),
+                }
+            }
+            Fact::Grant {
+                pool,
+                member,
+                amount,
+                ..
+            } => {
+                self.ensure_available(*member, *amount, at)?;
+                let balance = self.pools.get(pool).map_or(Points::ZERO, |p| p.balance);
+                Self::credit_fits(balance, *amount)?;
+                Reversal::Grant {
+                    pool: *pool,
+                    member: self.member_at(*member).id,
+                    amount: *amount,
+                }
+            }
+        };
+        Ok(Event::Reversed {
+            of: entry,
+            reason: reason.to_owned(),
+            effect,
+        })
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Commit: fold an entry into the state. Total: never fails, never panics.
+    // ------------------------------------------------------------------------------------
+
+    fn commit(&mut self, entry: &Entry, print: Option<[u8; 16]>) {
+        debug_assert_eq!(entry.sequence(), self.next_sequence);
+        self.requests.insert(
+            entry.request_id(),
+            (print.unwrap_or(REPLAYED), entry.sequence()),
+        );
+        self.next_sequence += 1;
+        self.last_hash = entry.hash();
+        self.last_at = self.last_at.max(entry.at());
+        self.evolve(entry);
+    }
+
+    fn ix(&self, member: MemberId) -> Option<u32> {
+        self.member_index.get(&member).copied()
+    }
+
+    /// Adds a lot, keeping lots sorted by expiry and merging lots that expire together.
+    fn credit_member(&mut self, ix: u32, amount: Points, expires_at: Timestamp) {
+        let Some(state) = self.members.get_mut(ix as usize) else {
+            return;
+        };
+        state.balance = state.balance.checked_add(amount).unwrap_or(state.balance);
+        let position = state
+            .lots
+            .partition_point(|lot| lot.expires_at < expires_at);
+        match state.lots.get_mut(position) {
+            Some(lot) if lot.expires_at == expires_at => {
+                lot.remaining = lot.remaining.checked_add(amount).unwrap_or(lot.remaining);
+            }
+            _ => state.lots.insert(
+                position,
+                Lot {
+                    expires_at,
+                    remaining: amount,
+                },
+            ),
+        }
+    }
+
+    /// Takes points from the oldest lots first and returns the parcels taken.
+    fn debit_member(&mut self, ix: u32, amount: Points) -> SmallVec<[Lot; 2]> {
+        let mut taken = SmallVec::new();
+        let Some(state) = self.members.get_mut(ix as usize) else {
+            return taken;
+        };
+        state.balance = state.balance.checked_sub(amount).unwrap_or(state.balance);
+        let mut left = amount;
+        let mut emptied = 0;
+        for lot in state.lots.iter_mut() {
+            if !left.is_positive() {
+                break;
+            }
+            let part = lot.remaining.min(left);
+            lot.remaining = lot.remaining.checked_sub(part).unwrap_or_default();
+            left = left.checked_sub(part).unwrap_or_default();
+            taken.push(Lot {
+                expires_at: lot.expires_at,
+                remaining: part,
+            });
+            if !lot.remaining.is_positive() {
+                emptied += 1;
+            }
+        }
+        state.lots.drain(..emptied);
+        debug_assert!(
+            !left.is_positive(),
+            "debit beyond lots: validation let an overdraft through"
+        );
+        taken
+    }
+
+    fn prune_holds(&mut self, ix: u32, at: Timestamp) {
+        let holds = &self.holds;
+        if let Some(state) = self.members.get_mut(ix as usize) {
+            // Lapsed holds no longer reserve anything; forgetting them here keeps the list
+            // short. They stay in `holds` so a late capture is told it expired.
+            state.holds.retain(|id| {
+                holds
+                    .get(id)
+                    .is_some_and(|h| h.status == HoldStatus::Open && at < h.deadline)
+            });
+        }
+    }
+
+    fn adjust_merchant(&mut self, merchant: MerchantId, delta: i64) {
+        if let Some(m) = self.merchants.get_mut(&merchant) {
+            m.taken = m
+                .taken
+                .checked_add(Points::from_minor(delta))
+                .unwrap_or(m.taken);
+        }
+    }
+
+    fn adjust_pool(&mut self, pool: PoolId, delta: i64) {
+        if let Some(p) = self.pools.get_mut(&pool) {
+            p.balance = p
+                .balance
+                .checked_add(Points::from_minor(delta))
+                .unwrap_or(p.balance);
+        }
+    }
+
+    fn apply_awards(&mut self, awards: &[Award], sign: i64) {
+        let offset = self.spec.utc_offset_minutes();
+        for award in awards {
+            let Some(ix) = self.ix(award.member) else {
+                continue;
+            };
+            if sign > 0 {
+                self.credit_member(ix, award.points, award.expires_at);
+            } else {
+                self.debit_member(ix, award.points);
+            }
+            let minutes = Minutes::new(sign * award.minutes.get());
+            let state = &mut self.members[ix as usize];
+            let (member_minutes, total) = match award.time_kind {
+                TimeKind::Credit => (&mut state.credit_minutes, &mut self.totals.credit_minutes),
+                TimeKind::Honour => (&mut state.honour_minutes, &mut self.totals.honour_minutes),
+            };
+            *member_minutes = member_minutes
+                .checked_add(minutes)
+                .unwrap_or(*member_minutes);
+            *total = total.checked_add(minutes).unwrap_or(*total);
+            let signed = Points::from_minor(sign * award.points.minor());
+            self.totals.issued = self
+                .totals
+                .issued
+                .checked_add(signed)
+                .unwrap_or(self.totals.issued);
+            if let Some(record) = self.records.get_mut(&award.record) {
+                record.status = if sign > 0 {
+                    RecordStatus::Approved
+                } else {
+                    RecordStatus::Reversed
+                };
+                if sign > 0 {
+                    record.award = Some(*award);
+                }
+                if let Some(activity) = self.activities.get(&record.record.activity) {
+                    if activity.daily_points_cap.is_some() {
+                        let key = (
+                            award.member,
+                            record.record.activity,
+                            record.record.started_at.local_day(offset),
+                        );
+                        let slot = self.daily_points.entry(key).or_insert(Points::ZERO);
+                        *slot = slot.checked_add(signed).unwrap_or(*slot);
+                    }
+                }
+            }
+        }
+    }
+
+    fn evolve(&mut self, entry: &Entry) {
+        let at = entry.at();
+        let this = entry.id();
+        match entry.event() {
+            Event::ProgramOpened(_) => {}
+            Event::OrgUnitCreated {
+                id,
+                parent,
+                name,
+                level,
+            } => {
+                let depth = parent
+                    .and_then(|p| self.org_units.get(&p))
+                    .map_or(0, |p| p.depth.saturating_add(1));
+                self.org_units.insert(
+                    *id,
+                    OrgUnitState {
+                        parent: *parent,
+                        depth,
+                        name: name.clone(),
+                        level: *level,
+                    },
+                );
+            }
+            Event::MemberEnrolled {
+                id,
+                home,
+                kind,
+                dual_registration,
+                card_code,
+            } => {
+                let Ok(ix) = u32::try_from(self.members.len()) else {
+                    return;
+                };
+                if self.member_index.contains_key(id) {
+                    return;
+                }
+                let card_code: Option<Box<str>> = card_code.as_deref().map(Into::into);
+                if let Some(code) = &card_code {
+                    self.card_codes.insert(code.clone(), ix);
+                }
+                self.members.push(MemberState {
+                    id: *id,
+                    home: *home,
+                    kind: *kind,
+                    dual_registration: *dual_registration,
+                    card_code,
+                    balance: Points::ZERO,
+                    credit_minutes: Minutes::ZERO,
+                    honour_minutes: Minutes::ZERO,
+                    lots: SmallVec::new(),
+                    holds: Vec::new(),
+                });
+                self.member_index.insert(*id, ix);
+            }
+            Event::MemberUpdated {
+                id,
+                kind,
+                dual_registration,
+                card_code,
+            } => {
+                let Some(ix) = self.ix(*id) else { return };
+                let state = &mut self.members[ix as usize];
+                if let Some(old) = state.card_code.take() {
+                    self.card_codes.remove(&old);
+                }
+                state.kind = *kind;
+                state.dual_registration = *dual_registration;
+                state.card_code = card_code.as_deref().map(Into::into);
+                if let Some(code) = &state.card_code {
+                    self.card_codes.insert(code.clone(), ix);
+                }
+            }
+            Event::MemberMoved { id, to, .. } => {
+                if let Some(ix) = self.ix(*id) {
+                    self.members[ix as usize].home = *to;
+                }
+            }
+            Event::MerchantRegistered {
+                id,
+                org_unit,
+                name,
+                kind,
+            } => {
+                self.merchants.insert(
+                    *id,
+                    MerchantState {
+                        org_unit: *org_unit,
+                        name: name.clone(),
+                        kind: *kind,
+                        status: MerchantStatus::Active,
+                        taken: Points::ZERO,
+                    },
+                );
+            }
+            Event::MerchantStatusChanged { id, status } => {
+                if let Some(m) = self.merchants.get_mut(id) {
+                    m.status = *status;
+                }
+            }
+            Event::ActivityDefined(spec) => {
+                self.activities.insert(spec.id, (**spec).clone());
+            }
+            Event::PoolCreated {
+                id,
+                org_unit,
+                name,
+                kind,
+            } => {
+                self.pools.insert(
+                    *id,
+                    PoolState {
+                        org_unit: *org_unit,
+                        name: name.clone(),
+                        kind: *kind,
+                        balance: Points::ZERO,
+                    },
+                );
+            }
+            Event::ServiceRecorded { records } => {
+                for record in records {
+                    self.records.insert(
+                        record.id,
+                        RecordState {
+                            record: record.clone(),
+                            status: RecordStatus::Pending,
+                            award: None,
+                        },
+                    );
+                }
+            }
+            Event::ServiceApproved { awards } => {
+                self.apply_awards(awards, 1);
+                let records = awards.iter().map(|a| a.record).collect();
+                self.facts.insert(
+                    this,
+                    Fact::Approval {
+                        records,
+                        reversed: false,
+                    },
+                );
+            }
+            Event::ServiceRejected { records, .. } => {
+                for id in records {
+                    if let Some(r) = self.records.get_mut(id) {
+                        r.status = RecordStatus::Rejected;
+                    }
+                }
+            }
+            Event::Redeemed {
+                member,
+                merchant,
+                amount,
+            } => {
+                let Some(ix) = self.ix(*member) else { return };
+                self.prune_holds(ix, at);
+                self.debit_member(ix, *amount);
+                self.adjust_merchant(*merchant, amount.minor());
+                self.facts.insert(
+                    this,
+                    Fact::Spend {
+                        member: ix,
+                        merchant: *merchant,
+                        taken: *amount,
+                        refunded: Points::ZERO,
+                        at,
+                        reversed: false,
+                    },
+                );
+            }
+            Event::HoldPlaced {
+                member,
+                merchant,
+                amount,
+                deadline,
+            } => {
+                let Some(ix) = self.ix(*member) else { return };
+                self.prune_holds(ix, at);
+                self.holds.insert(
+                    this,
+                    HoldState {
+                        member: ix,
+                        merchant: *merchant,
+                        amount: *amount,
+                        deadline: *deadline,
+                        status: HoldStatus::Open,
+                    },
+                );
+                self.members[ix as usize].holds.push(this);
+            }
+            Event::HoldCaptured {
+                hold,
+                member,
+                merchant,
+                amount,
+            } => {
+                if let Some(h) = self.holds.get_mut(hold) {
+                    h.status = HoldStatus::Captured;
+                }
+                let Some(ix) = self.ix(*member) else { return };
+                self.prune_holds(ix, at);
+                self.debit_member(ix, *amount);
+                self.adjust_merchant(*merchant, amount.minor());
+                self.facts.insert(
+                    this,
+                    Fact::Spend {
+                        member: ix,
+                        merchant: *merchant,
+                        taken: *amount,
+                        refunded: Points::ZERO,
+                        at,
+                        reversed: false,
+                    },
+                );
+            }
+            Event::HoldReleased { hold, member, .. } => {
+                if let Some(h) = self.holds.get_mut(hold) {
+                    h.status = HoldStatus::Released;
+                }
+                if let Some(ix) = self.ix(*member) {
+                    self.prune_holds(ix, at);
+                }
+            }
+            Event::Refunded {
+                of,
+                member,
+                merchant,
+                amount,
+                expires_at,
+            } => {
+                if let Some(Fact::Spend { refunded, .. }) = self.facts.get_mut(of) {
+                    *refunded = refunded.checked_add(*amount).unwrap_or(*refunded);
+                }
+                self.adjust_merchant(*merchant, -amount.minor());
+                if let Some(ix) = self.ix(*member) {
+                    self.credit_member(ix, *amount, *expires_at);
+                }
+            }
+            Event::Reversed { of, effect, .. } => {
+                if let Some(fact) = self.facts.get_mut(of) {
+                    fact.mark_reversed();
+                }
+                self.evolve_reversal(effect);
+            }
+            Event::Transferred { from, to, amount } => {
+                let (Some(from_ix), Some(to_ix)) = (self.ix(*from), self.ix(*to)) else {
+                    return;
+                };
+                self.move_lots(from_ix, to_ix, *amount);
+                self.facts.insert(
+                    this,
+                    Fact::Transfer {
+                        from: from_ix,
+                        to: to_ix,
+                        amount: *amount,
+                        reversed: false,
+                    },
+                );
+            }
+            Event::Donated {
+                member,
+                pool,
+                amount,
+            } => {
+                let Some(ix) = self.ix(*member) else { return };
+                self.debit_member(ix, *amount);
+                self.adjust_pool(*pool, amount.minor());
+                let year = at.local_year(self.spec.utc_offset_minutes()).unwrap_or(0);
+                let slot = self
+                    .yearly_donations
+                    .entry((*member, year))
+                    .or_insert(Points::ZERO);
+                *slot = slot.checked_add(*amount).unwrap_or(*slot);
+                self.facts.insert(
+                    this,
+                    Fact::Donation {
+                        member: ix,
+                        pool: *pool,
+                        amount: *amount,
+                        at,
+                        reversed: false,
+                    },
+                );
+            }
+            Event::Granted {
+                pool,
+                member,
+                amount,
+                expires_at,
+            } => {
+                let Some(ix) = self.ix(*member) else { return };
+                self.adjust_pool(*pool, -amount.minor());
+                self.credit_member(ix, *amount, *expires_at);
+                self.facts.insert(
+                    this,
+                    Fact::Grant {
+                        pool: *pool,
+                        member: ix,
+                        amount: *amount,
+                        reversed: false,
+                    },
+                );
+            }
+            Event::Expired { member, amount } => {
+                let Some(ix) = self.ix(*member) else { return };
+                self.debit_member(ix, *amount);
+                self.totals.expired = self
+                    .totals
+                    .expired
+                    .checked_add(*amount)
+                    .unwrap_or(self.totals.expired);
+            }
+        }
+    }
+
+    fn move_lots(&mut self, from: u32, to: u32, amount: Points) {
+        for lot in self.debit_member(from, amount) {
+            self.credit_member(to, lot.remaining, lot.expires_at);
+        }
+    }
+
+    fn evolve_reversal(&mut self, effect: &Reversal) {
+        match effect {
+            Reversal::Accrual { awards } => self.apply_awards(awards, -1),
+            Reversal::Spend {
+                member,
+                merchant,
+                amount,
+                expires_at,
+            } => {
+                self.adjust_merchant(*merchant, -amount.minor());
+                if let Some(ix) = self.ix(*member) {
+                    self.credit_member(ix, *amount, *expires_at);
+                }
+            }
+            Reversal::Transfer { from, to, amount } => {
+                if let (Some(from_ix), Some(to_ix)) = (self.ix(*from), self.ix(*to)) {
+                    self.move_lots(to_ix, from_ix, *amount);
+                }
+            }
+            Reversal::Donation {
+                member,
+                pool,
+                amount,
+                expires_at,
+            } => {
+                self.adjust_pool(*pool, -amount.minor());
+                if let Some(ix) = self.ix(*member) {
+                    self.credit_member(ix, *amount, *expires_at);
+                }
+            }
+            Reversal::Grant {
+                pool,
+                member,
+                amount,
+            } => {
+                if let Some(ix) = self.ix(*member) {
+                    self.debit_member(ix, *amount);
+                }
+                self.adjust_pool(*pool, amount.minor());
+            }
+        }
+    }
+}
+
+/// The fingerprint slot of a request replayed from storage, before the store restores the
+/// real one. A retry of such a request is answered as a duplicate.
+const REPLAYED: [u8; 16] = [0xff; 16];
