@@ -653,6 +653,12 @@ pub(crate) fn canonical_hash<T: Serialize>(domain: &[u8], prefix: &[u8], value: 
 #[error("entry bytes do not decode: {0}")]
 pub struct DecodeError(String);
 
+impl DecodeError {
+    pub(crate) fn new(message: String) -> Self {
+        Self(message)
+    }
+}
+
 impl Entry {
     pub(crate) fn new(
         sequence: u64,

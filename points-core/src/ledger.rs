@@ -34,7 +34,7 @@ use std::collections::HashMap;
 type Map<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
 
 fn new_map<K, V>() -> Map<K, V> {
-    HashMap::with_hasher(foldhash::fast::FixedState::with_seed(0x706f_696e_7473))
+    HashMap::with_hasher(foldhash::fast::FixedState::default())
 }
 
 /// The deepest an org unit may sit below its root.
@@ -54,7 +54,7 @@ pub struct Lot {
     pub remaining: Points,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct OrgUnitState {
     pub(crate) parent: Option<OrgUnitId>,
     pub(crate) depth: u8,
@@ -62,7 +62,7 @@ pub(crate) struct OrgUnitState {
     pub(crate) level: OrgLevel,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct MemberState {
     pub(crate) id: MemberId,
     pub(crate) home: OrgUnitId,
@@ -77,7 +77,7 @@ pub(crate) struct MemberState {
     pub(crate) holds: Vec<EntryId>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct MerchantState {
     pub(crate) org_unit: OrgUnitId,
     pub(crate) name: String,
@@ -86,7 +86,7 @@ pub(crate) struct MerchantState {
     pub(crate) taken: Points,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct PoolState {
     pub(crate) org_unit: OrgUnitId,
     pub(crate) name: String,
@@ -94,21 +94,21 @@ pub(crate) struct PoolState {
     pub(crate) balance: Points,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct RecordState {
     pub(crate) record: ServiceRecord,
     pub(crate) status: RecordStatus,
     pub(crate) award: Option<Award>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum HoldStatus {
     Open,
     Captured,
     Released,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub(crate) struct HoldState {
     pub(crate) member: u32,
     pub(crate) merchant: MerchantId,
@@ -118,7 +118,7 @@ pub(crate) struct HoldState {
 }
 
 /// What the ledger remembers of entries that can later be refunded or reversed.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) enum Fact {
     Spend {
         member: u32,
@@ -362,7 +362,7 @@ pub enum ReplayError {
 /// Build one with [`Ledger::open`] (a new programme) or [`Ledger::replay`] (from a journal),
 /// then feed it requests with [`Ledger::apply`]. It holds no journal: every new entry is
 /// handed back to the caller to store.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Ledger {
     spec: ProgramSpec,
     next_sequence: u64,
@@ -514,6 +514,19 @@ impl Ledger {
         // matches nothing, and `apply` treats it via `seen_request` below.
         self.commit(entry, None);
         Ok(())
+    }
+
+    /// The whole state in a compact binary form, for a store's checkpoint. Restoring it
+    /// with [`Ledger::from_snapshot`] and replaying the entries after it gives the same
+    /// ledger as replaying the whole journal.
+    pub fn snapshot(&self) -> Vec<u8> {
+        // Encoding plain data into a growable buffer cannot fail.
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    /// Restores a ledger from [`Ledger::snapshot`] bytes.
+    pub fn from_snapshot(bytes: &[u8]) -> Result<Ledger, crate::entry::DecodeError> {
+        postcard::from_bytes(bytes).map_err(|e| crate::entry::DecodeError::new(e.to_string()))
     }
 
     /// The programme definition.

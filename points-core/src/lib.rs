@@ -121,7 +121,7 @@ pub mod time;
 pub use amount::{Amount, AmountError, Minutes, Points, Scale};
 pub use audit::{audit, AuditReport, AuditRule, Auditor, Breach};
 pub use command::{ActivityInput, Actor, Command, Request, RuleInput, ServiceInput, MAX_BATCH};
-pub use entry::{Account, Entry, EntryKind, Event, Hash, Posting, Reversal, Unit};
+pub use entry::{Account, DecodeError, Entry, EntryKind, Event, Hash, Posting, Reversal, Unit};
 pub use ids::{
     ActivityId, ActorId, EntryId, IdError, MemberId, MerchantId, OrgUnitId, PoolId, ProgramId,
     RecordId, RequestId,
