@@ -980,11 +980,11 @@ impl Ledger {
                 self.unit_exists(*home)?;
                 let ix = self.member_ix(*id)?;
                 let from = self.member_at(ix).home;
-                self.allow_in(actor, from)?;
-                self.allow_in(actor, *home)?;
                 if from == *home {
                     return Err(Rejection::SameAccount);
                 }
+                self.allow_in(actor, from)?;
+                self.allow_in(actor, *home)?;
                 Ok(Event::MemberMoved {
                     id: *id,
                     from,
@@ -1229,8 +1229,8 @@ impl Ledger {
                 amount,
             } => {
                 let amount = self.points(*amount)?;
-                let pool_state = self.pools.get(pool).ok_or(Rejection::UnknownPool)?;
                 let ix = self.member_ix(*member)?;
+                let pool_state = self.pools.get(pool).ok_or(Rejection::UnknownPool)?;
                 self.allow_in(actor, pool_state.org_unit)?;
                 if self.spec.grant_cap().is_some_and(|cap| amount > cap) {
                     return Err(Rejection::GrantCapExceeded);
@@ -1323,7 +1323,6 @@ impl Ledger {
         records: &[ServiceInput],
         at: Timestamp,
     ) -> Result<Event, Rejection> {
-        check_batch_len(records.len())?;
         for r in records {
             let age = at.millis().saturating_sub(r.started_at.millis());
             if !r.started_at.in_supported_range()
@@ -1332,10 +1331,14 @@ impl Ledger {
             {
                 return Err(Rejection::TimeOutOfRange);
             }
-            if r.minutes == 0 || r.minutes > MAX_SERVICE_MINUTES {
-                return Err(Rejection::DurationOutOfRange);
-            }
         }
+        if records
+            .iter()
+            .any(|r| r.minutes == 0 || r.minutes > MAX_SERVICE_MINUTES)
+        {
+            return Err(Rejection::DurationOutOfRange);
+        }
+        check_batch_len(records.len())?;
         for r in records {
             self.unit_exists(r.org_unit)?;
         }
