@@ -1,2 +1,4 @@
 //! placeholder
+pub mod engine;
 pub mod pb;
+pub mod store;

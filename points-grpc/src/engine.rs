@@ -1,0 +1,987 @@
+//! The engine: every programme's [`Ledger`] in memory, a writer per programme that group-
+//! commits decided entries to a [`Store`], and the reads the services need.
+//!
+//! # How a write becomes durable
+//!
+//! Callers hand requests to a programme's queue ([`Engine::submit`],
+//! [`Engine::submit_many`]). The programme's writer (a dedicated thread) drains up to
+//! [`EngineOptions::max_batch`] queued requests, takes the ledger's write lock, applies each
+//! request (a rejection is answered at once and writes nothing), stores every new entry of
+//! the batch in one transaction ([`Store::append`]), and only then releases the lock,
+//! answers the callers and broadcasts the entries to subscribers. Readers therefore only
+//! ever see durable state.
+//!
+//! If the transaction fails, every request of the batch gets [`EngineError::Unavailable`]
+//! and the ledger is rebuilt from the store (latest checkpoint plus the journal after it).
+//! If that fails too, the programme goes read-only: writes are refused until the engine is
+//! reopened.
+//!
+//! With a shared store (PostgreSQL), several engines in several processes may write the
+//! same programme: before each batch the writer reads the entries other writers appended,
+//! and a batch that loses the race ([`StoreError::Conflict`]) is rolled back and decided
+//! again against the new state.
+
+use crate::store::memory::MemoryStore;
+use crate::store::postgres::PostgresStore;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{Checkpoint, Store, StoreError, StoredEntry};
+use points_core::{
+    Actor, Applied, Auditor, Entry, EntryId, Hash, Ledger, MerchantId, OrgUnitId, ProgramId,
+    ProgramSpec, Rejection, ReplayError, Request, RequestId, Timestamp,
+};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// Why the engine could not serve a call.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The ledger refused the request.
+    #[error("rejected: {0}")]
+    Rejected(Rejection),
+    /// No programme with that id.
+    #[error("unknown program")]
+    UnknownProgram,
+    /// The store failed or cannot be reached; nothing was acknowledged. Retry later.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// A bug or a corrupt journal.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// Where the journals live.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// In memory, lost at exit (tests).
+    Memory,
+    /// An SQLite database `points.db` in `dir` (created if missing).
+    Sqlite {
+        /// The data directory.
+        dir: PathBuf,
+    },
+    /// A PostgreSQL database, possibly shared by several servers.
+    Postgres {
+        /// A connection string, e.g. `postgres://points@db/points`.
+        url: String,
+    },
+}
+
+/// Tuning.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// The most requests decided and committed in one transaction.
+    pub max_batch: usize,
+    /// Entries between checkpoints (ledger snapshots written to the store).
+    pub snapshot_every: u64,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            max_batch: 8192,
+            snapshot_every: 100_000,
+        }
+    }
+}
+
+/// The result of [`Engine::verify_chain`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainReport {
+    /// Entries read and checked.
+    pub entries_checked: u64,
+    /// The hash of the last good entry.
+    pub head_hash: Hash,
+    /// The first bad entry's sequence and what is wrong with it.
+    pub first_bad: Option<(u64, String)>,
+}
+
+/// What an API key may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ApiRole {
+    /// Everything.
+    Admin,
+    /// Community-centre staff.
+    Recorder,
+    /// A merchant's point of sale.
+    Merchant,
+    /// Read-only audit.
+    Auditor,
+}
+
+/// A stored API key (only the hash of its secret).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ApiKeyRecord {
+    /// The key's id.
+    pub id: uuid::Uuid,
+    /// A human label.
+    pub label: String,
+    /// Its role.
+    pub role: ApiRole,
+    /// The programme it is limited to, if any.
+    pub program: Option<ProgramId>,
+    /// The org unit a recorder key acts in.
+    pub org_unit: Option<OrgUnitId>,
+    /// The merchant a merchant key acts for.
+    pub merchant: Option<MerchantId>,
+    /// BLAKE3 of the secret.
+    pub secret_hash: [u8; 32],
+    /// Creation time, milliseconds since the epoch.
+    pub created_at_ms: i64,
+    /// Whether the key was revoked.
+    pub revoked: bool,
+}
+
+/// Entries read per page when loading, verifying or auditing.
+const PAGE: usize = 8192;
+/// Queued jobs per programme before `submit` waits.
+const QUEUE_DEPTH: usize = 1024;
+/// Entries a slow subscriber may fall behind before it sees `Lagged`.
+const BROADCAST_CAPACITY: usize = 65_536;
+/// How often a batch that lost an optimistic race is decided again.
+const CONFLICT_RETRIES: usize = 64;
+
+/// The wall clock, as the ledger wants it.
+pub fn now() -> Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    Timestamp::from_millis(ms)
+}
+
+struct Job {
+    requests: Vec<Request>,
+    now: Timestamp,
+    reply: oneshot::Sender<Vec<Result<Applied, EngineError>>>,
+}
+
+/// What a programme's writer and readers share.
+struct ProgramState {
+    id: ProgramId,
+    ledger: RwLock<Ledger>,
+    events: broadcast::Sender<Arc<Entry>>,
+    read_only: AtomicBool,
+}
+
+struct Program {
+    state: Arc<ProgramState>,
+    spec: ProgramSpec,
+    queue: Mutex<Option<mpsc::Sender<Job>>>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    options: EngineOptions,
+    runtime: tokio::runtime::Handle,
+    programs: RwLock<HashMap<ProgramId, Arc<Program>>>,
+    install_lock: tokio::sync::Mutex<()>,
+    writers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+/// The ledger engine over a store. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+/// Why a programme's journal could not be loaded.
+#[derive(Debug, thiserror::Error)]
+enum LoadError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Replay(#[from] ReplayError),
+}
+
+impl From<LoadError> for EngineError {
+    fn from(e: LoadError) -> Self {
+        match e {
+            LoadError::Store(StoreError::Unavailable(m)) => EngineError::Unavailable(m),
+            other => EngineError::Internal(other.to_string()),
+        }
+    }
+}
+
+fn store_error(e: StoreError) -> EngineError {
+    match e {
+        StoreError::Unavailable(m) => EngineError::Unavailable(m),
+        StoreError::Conflict => EngineError::Unavailable(e.to_string()),
+        StoreError::Corrupt { .. } => EngineError::Internal(e.to_string()),
+    }
+}
+
+/// Reads every stored entry from the ledger's next sequence on into the ledger, verifying
+/// the chain and restoring request fingerprints. Returns the entries read.
+async fn catch_up(
+    ledger: &mut Ledger,
+    store: &dyn Store,
+    program: ProgramId,
+    mut seen: Option<&mut Vec<Arc<Entry>>>,
+) -> Result<(), LoadError> {
+    loop {
+        let page = store
+            .read_entries(program, ledger.next_sequence(), PAGE)
+            .await?;
+        if page.is_empty() {
+            return Ok(());
+        }
+        for stored in page {
+            ledger.replay_one(&stored.entry)?;
+            ledger.restore_fingerprint(stored.entry.request_id(), stored.fingerprint);
+            if let Some(seen) = seen.as_deref_mut() {
+                seen.push(Arc::new(stored.entry));
+            }
+        }
+    }
+}
+
+/// Loads a programme: the latest checkpoint plus the journal after it (whose chain is
+/// verified), or the whole journal when there is no usable checkpoint.
+async fn load_ledger(store: &dyn Store, program: ProgramId) -> Result<Ledger, LoadError> {
+    let mut ledger = None;
+    if let Some(cp) = store.latest_checkpoint(program).await? {
+        match Ledger::from_snapshot(&cp.snapshot) {
+            Ok(l)
+                if l.next_sequence() == cp.next_sequence
+                    && l.head_hash() == cp.head_hash
+                    && l.spec().id() == program =>
+            {
+                ledger = Some(l)
+            }
+            Ok(_) => {
+                tracing::warn!(%program, "checkpoint does not match its head; replaying the whole journal")
+            }
+            Err(e) => {
+                tracing::warn!(%program, error = %e, "checkpoint does not decode; replaying the whole journal")
+            }
+        }
+    }
+    let mut ledger = match ledger {
+        Some(l) => l,
+        None => {
+            let first = store.read_entries(program, 0, 1).await?;
+            let genesis = first.first().ok_or(ReplayError::NoGenesis)?;
+            let mut l = Ledger::replay([&genesis.entry])?;
+            l.restore_fingerprint(genesis.entry.request_id(), genesis.fingerprint);
+            l
+        }
+    };
+    catch_up(&mut ledger, store, program, None).await?;
+    Ok(ledger)
+}
+
+fn all_failed(n: usize, e: &EngineError) -> Vec<Result<Applied, EngineError>> {
+    (0..n).map(|_| Err(e.clone())).collect()
+}
+
+impl Engine {
+    /// Opens the store and loads every programme (latest checkpoint plus the journal after
+    /// it). A sequence, id or hash mismatch in the journal stops start-up with an error that
+    /// names the first bad entry; nothing is repaired.
+    pub async fn open(store: StoreConfig, options: EngineOptions) -> anyhow::Result<Engine> {
+        let store: Arc<dyn Store> = match store {
+            StoreConfig::Memory => Arc::new(MemoryStore::new()),
+            StoreConfig::Sqlite { dir } => Arc::new({
+                let _ = dir;
+                SqliteStore::open_placeholder().await?
+            }),
+            StoreConfig::Postgres { url } => Arc::new({
+                let _ = url;
+                PostgresStore::open_placeholder().await?
+            }),
+        };
+        Self::open_with_store(store, options).await
+    }
+
+    /// Like [`Engine::open`] over a store built by the caller (tests, fault injection).
+    pub async fn open_with_store(
+        store: Arc<dyn Store>,
+        options: EngineOptions,
+    ) -> anyhow::Result<Engine> {
+        let options = EngineOptions {
+            max_batch: options.max_batch.max(1),
+            snapshot_every: options.snapshot_every.max(1),
+        };
+        let engine = Engine {
+            inner: Arc::new(Inner {
+                store,
+                options,
+                runtime: tokio::runtime::Handle::current(),
+                programs: RwLock::new(HashMap::new()),
+                install_lock: tokio::sync::Mutex::new(()),
+                writers: Mutex::new(Vec::new()),
+            }),
+        };
+        let ids = engine
+            .inner
+            .store
+            .program_ids()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot list programmes: {e}"))?;
+        for id in ids {
+            let started = std::time::Instant::now();
+            let ledger = load_ledger(&*engine.inner.store, id)
+                .await
+                .map_err(|e| anyhow::anyhow!("programme {id}: cannot load the journal: {e}"))?;
+            tracing::info!(program = %id, entries = ledger.next_sequence(), ms = started.elapsed().as_millis() as u64, "programme loaded");
+            engine.install(ledger);
+        }
+        Ok(engine)
+    }
+
+    /// Registers a loaded ledger and starts its writer.
+    fn install(&self, ledger: Ledger) -> Arc<Program> {
+        let id = ledger.spec().id();
+        let spec = ledger.spec().clone();
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
+        let state = Arc::new(ProgramState {
+            id,
+            ledger: RwLock::new(ledger),
+            events,
+            read_only: AtomicBool::new(false),
+        });
+        let program = Arc::new(Program {
+            state: state.clone(),
+            spec,
+            queue: Mutex::new(Some(tx)),
+        });
+        let writer = Writer {
+            state,
+            store: self.inner.store.clone(),
+            runtime: self.inner.runtime.clone(),
+            options: self.inner.options.clone(),
+        };
+        let spawned = std::thread::Builder::new()
+            .name(format!("points-writer-{id}"))
+            .spawn(move || writer.run(rx));
+        match spawned {
+            Ok(handle) => self
+                .inner
+                .writers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(handle),
+            Err(e) => {
+                tracing::error!(program = %id, error = %e, "cannot start the writer; programme is read-only");
+                program.state.read_only.store(true, Ordering::SeqCst);
+            }
+        }
+        self.inner
+            .programs
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, program.clone());
+        program
+    }
+
+    fn loaded(&self, id: ProgramId) -> Option<Arc<Program>> {
+        self.inner
+            .programs
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&id)
+            .cloned()
+    }
+
+    /// The programme, loading it from a shared store if another server created it.
+    async fn program(&self, id: ProgramId) -> Result<Arc<Program>, EngineError> {
+        if let Some(p) = self.loaded(id) {
+            return Ok(p);
+        }
+        if !self.inner.store.shared() {
+            return Err(EngineError::UnknownProgram);
+        }
+        let _guard = self.inner.install_lock.lock().await;
+        if let Some(p) = self.loaded(id) {
+            return Ok(p);
+        }
+        let first = self
+            .inner
+            .store
+            .read_entries(id, 0, 1)
+            .await
+            .map_err(store_error)?;
+        if first.is_empty() {
+            return Err(EngineError::UnknownProgram);
+        }
+        let ledger = load_ledger(&*self.inner.store, id).await?;
+        Ok(self.install(ledger))
+    }
+
+    /// Creates a programme. Idempotent on `request_id`: a retry answers with the genesis
+    /// entry's sequence and id. A different request for an existing programme id is
+    /// refused with [`Rejection::AlreadyExists`].
+    pub async fn create_program(
+        &self,
+        spec: ProgramSpec,
+        request_id: RequestId,
+        actor: Actor,
+        now: Timestamp,
+    ) -> Result<Applied, EngineError> {
+        let id = spec.id();
+        let _guard = self.inner.install_lock.lock().await;
+        let existing = match self.loaded(id) {
+            Some(_) => self
+                .inner
+                .store
+                .read_entries(id, 0, 1)
+                .await
+                .map_err(store_error)?
+                .into_iter()
+                .next(),
+            None => {
+                let (ledger, genesis) = Ledger::open(spec.clone(), request_id, actor, now)
+                    .map_err(EngineError::Rejected)?;
+                let stored = StoredEntry {
+                    entry: genesis.clone(),
+                    fingerprint: [0; 16],
+                };
+                match self
+                    .inner
+                    .store
+                    .create_program(&stored)
+                    .await
+                    .map_err(store_error)?
+                {
+                    None => {
+                        self.install(ledger);
+                        return Ok(Applied::New(genesis));
+                    }
+                    Some(existing) => {
+                        // Another server created it first: serve it from the store.
+                        let ledger = load_ledger(&*self.inner.store, id).await?;
+                        self.install(ledger);
+                        Some(existing)
+                    }
+                }
+            }
+        };
+        let Some(existing) = existing else {
+            return Err(EngineError::Internal(format!(
+                "programme {id} has no genesis entry"
+            )));
+        };
+        match existing.entry.event() {
+            points_core::Event::ProgramOpened(stored_spec)
+                if **stored_spec == spec && existing.entry.request_id() == request_id =>
+            {
+                Ok(Applied::Duplicate {
+                    sequence: 0,
+                    id: existing.entry.id(),
+                })
+            }
+            _ => Err(EngineError::Rejected(Rejection::AlreadyExists)),
+        }
+    }
+
+    /// Every loaded programme's definition.
+    pub fn programs(&self) -> Vec<ProgramSpec> {
+        let mut out: Vec<ProgramSpec> = self
+            .inner
+            .programs
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .map(|p| p.spec.clone())
+            .collect();
+        out.sort_by_key(|s| s.id());
+        out
+    }
+
+    /// Applies one request at the wall clock's time; answers once the entry is durable.
+    pub async fn submit(
+        &self,
+        program: ProgramId,
+        request: Request,
+    ) -> Result<Applied, EngineError> {
+        self.submit_at(program, request, now()).await
+    }
+
+    /// [`Engine::submit`] at a given time (the ledger never lets time run backwards).
+    pub async fn submit_at(
+        &self,
+        program: ProgramId,
+        request: Request,
+        now: Timestamp,
+    ) -> Result<Applied, EngineError> {
+        self.submit_many_at(program, vec![request], now)
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(EngineError::Internal("no answer".into())))
+    }
+
+    /// Applies requests in order; one result per request, in order. Each is answered once
+    /// its entry is durable.
+    pub async fn submit_many(
+        &self,
+        program: ProgramId,
+        requests: Vec<Request>,
+    ) -> Vec<Result<Applied, EngineError>> {
+        self.submit_many_at(program, requests, now()).await
+    }
+
+    /// [`Engine::submit_many`] at a given time.
+    pub async fn submit_many_at(
+        &self,
+        program: ProgramId,
+        requests: Vec<Request>,
+        now: Timestamp,
+    ) -> Vec<Result<Applied, EngineError>> {
+        let n = requests.len();
+        if n == 0 {
+            return Vec::new();
+        }
+        let p = match self.program(program).await {
+            Ok(p) => p,
+            Err(e) => return all_failed(n, &e),
+        };
+        if p.state.read_only.load(Ordering::SeqCst) {
+            return all_failed(n, &read_only_error());
+        }
+        let queue = p
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let Some(queue) = queue else {
+            return all_failed(
+                n,
+                &EngineError::Unavailable("the engine is shut down".into()),
+            );
+        };
+        let mut pending = Vec::new();
+        let mut requests = requests.into_iter().peekable();
+        while requests.peek().is_some() {
+            let chunk: Vec<Request> = requests
+                .by_ref()
+                .take(self.inner.options.max_batch)
+                .collect();
+            let len = chunk.len();
+            let (reply, answer) = oneshot::channel();
+            let job = Job {
+                requests: chunk,
+                now,
+                reply,
+            };
+            if queue.send(job).await.is_err() {
+                pending.push((len, None));
+            } else {
+                pending.push((len, Some(answer)));
+            }
+        }
+        drop(queue);
+        let mut out = Vec::with_capacity(n);
+        for (len, answer) in pending {
+            let stopped = EngineError::Unavailable("the programme's writer stopped".into());
+            match answer {
+                Some(answer) => match answer.await {
+                    Ok(results) => out.extend(results),
+                    Err(_) => out.extend(all_failed(len, &stopped)),
+                },
+                None => out.extend(all_failed(len, &stopped)),
+            }
+        }
+        out
+    }
+
+    /// Runs `f` over the programme's ledger (durable state only).
+    pub fn read<R>(
+        &self,
+        program: ProgramId,
+        f: impl FnOnce(&Ledger) -> R,
+    ) -> Result<R, EngineError> {
+        let p = self.loaded(program).ok_or(EngineError::UnknownProgram)?;
+        let ledger = p
+            .state
+            .ledger
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        Ok(f(&ledger))
+    }
+
+    /// Up to `limit` durable entries from `from_sequence` on, in sequence order.
+    pub async fn entries(
+        &self,
+        program: ProgramId,
+        from_sequence: u64,
+        limit: usize,
+    ) -> Result<Vec<Entry>, EngineError> {
+        self.program(program).await?;
+        let page = self
+            .inner
+            .store
+            .read_entries(program, from_sequence, limit)
+            .await
+            .map_err(store_error)?;
+        Ok(page.into_iter().map(|s| s.entry).collect())
+    }
+
+    /// The durable entry with this id.
+    pub async fn entry_by_id(
+        &self,
+        program: ProgramId,
+        id: EntryId,
+    ) -> Result<Option<Entry>, EngineError> {
+        self.program(program).await?;
+        let found = self
+            .inner
+            .store
+            .entry_by_id(program, id)
+            .await
+            .map_err(store_error)?;
+        Ok(found.map(|s| s.entry))
+    }
+
+    /// Entries of this programme as they become durable (including those other servers
+    /// write, once this engine catches up with them).
+    pub fn subscribe(
+        &self,
+        program: ProgramId,
+    ) -> Result<broadcast::Receiver<Arc<Entry>>, EngineError> {
+        let p = self.loaded(program).ok_or(EngineError::UnknownProgram)?;
+        Ok(p.state.events.subscribe())
+    }
+
+    /// Reads the stored journal from sequence 0 and checks sequence numbers, ids and the
+    /// hash chain, stopping at the first bad entry.
+    pub async fn verify_chain(&self, program: ProgramId) -> Result<ChainReport, EngineError> {
+        self.program(program).await?;
+        let mut report = ChainReport {
+            entries_checked: 0,
+            head_hash: Hash::GENESIS,
+            first_bad: None,
+        };
+        loop {
+            let from = report.entries_checked;
+            let page = match self.inner.store.read_entries(program, from, PAGE).await {
+                Ok(page) => page,
+                Err(StoreError::Corrupt { sequence, message }) => {
+                    report.first_bad = Some((sequence, message));
+                    return Ok(report);
+                }
+                Err(e) => return Err(store_error(e)),
+            };
+            if page.is_empty() {
+                return Ok(report);
+            }
+            for stored in page {
+                let entry = &stored.entry;
+                let expected = report.entries_checked;
+                let fault = if entry.sequence() != expected {
+                    Some(format!(
+                        "sequence {} where {expected} was expected",
+                        entry.sequence()
+                    ))
+                } else if entry.id() != EntryId::for_sequence(program, expected) {
+                    Some("wrong entry id".to_string())
+                } else {
+                    let computed = entry.compute_hash(&report.head_hash);
+                    (computed != entry.hash()).then(|| {
+                        format!(
+                            "hash mismatch (stored {}, computed {computed})",
+                            entry.hash()
+                        )
+                    })
+                };
+                if let Some(fault) = fault {
+                    report.first_bad = Some((expected, fault));
+                    return Ok(report);
+                }
+                report.entries_checked += 1;
+                report.head_hash = entry.hash();
+            }
+        }
+    }
+
+    /// Audits the stored journal against the live ledger (every domain rule, the chain,
+    /// and replay equality).
+    pub async fn audit(&self, program: ProgramId) -> Result<points_core::AuditReport, EngineError> {
+        let p = self.program(program).await?;
+        let live = p
+            .state
+            .ledger
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let end = live.next_sequence();
+        let mut auditor = Auditor::new();
+        let mut from = 0u64;
+        while from < end {
+            let want = usize::try_from(end - from).unwrap_or(PAGE).min(PAGE);
+            let page = self
+                .inner
+                .store
+                .read_entries(program, from, want)
+                .await
+                .map_err(store_error)?;
+            if page.is_empty() {
+                break;
+            }
+            for stored in &page {
+                auditor.check_entry(&stored.entry);
+            }
+            from += page.len() as u64;
+        }
+        Ok(auditor.finish(Some(&live)))
+    }
+
+    /// Inserts or replaces an API key.
+    pub async fn put_api_key(&self, key: ApiKeyRecord) -> Result<(), EngineError> {
+        self.inner.store.put_api_key(key).await.map_err(store_error)
+    }
+
+    /// Every API key, revoked ones included.
+    pub async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, EngineError> {
+        self.inner.store.api_keys().await.map_err(store_error)
+    }
+
+    /// Revokes a key; false when there is no such key.
+    pub async fn revoke_api_key(&self, id: uuid::Uuid) -> Result<bool, EngineError> {
+        self.inner
+            .store
+            .revoke_api_key(id)
+            .await
+            .map_err(store_error)
+    }
+
+    /// Stops accepting writes, lets the writers finish what is queued, and waits for them.
+    pub async fn shutdown(&self) {
+        let programs: Vec<Arc<Program>> = self
+            .inner
+            .programs
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        for p in programs {
+            p.queue
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+        }
+        let writers: Vec<_> = self
+            .inner
+            .writers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+            .collect();
+        let joined = tokio::task::spawn_blocking(move || {
+            for w in writers {
+                if w.join().is_err() {
+                    tracing::error!("a writer thread panicked");
+                }
+            }
+        })
+        .await;
+        if joined.is_err() {
+            tracing::error!("could not wait for the writers");
+        }
+    }
+
+    /// `memory`, `sqlite` or `postgres`.
+    pub fn store_kind(&self) -> &'static str {
+        self.inner.store.kind()
+    }
+
+    /// Whether the programme refuses writes after a storage failure it could not recover.
+    pub fn is_read_only(&self, program: ProgramId) -> Result<bool, EngineError> {
+        let p = self.loaded(program).ok_or(EngineError::UnknownProgram)?;
+        Ok(p.state.read_only.load(Ordering::SeqCst))
+    }
+
+    /// Test hook: the store's next `count` commits fail.
+    #[doc(hidden)]
+    pub fn inject_commit_failures(&self, count: u32) {
+        self.inner.store.inject_commit_failures(count);
+    }
+}
+
+fn read_only_error() -> EngineError {
+    EngineError::Unavailable("programme is read-only after a storage failure".into())
+}
+
+/// A programme's writer: runs on its own thread.
+struct Writer {
+    state: Arc<ProgramState>,
+    store: Arc<dyn Store>,
+    runtime: tokio::runtime::Handle,
+    options: EngineOptions,
+}
+
+impl Writer {
+    fn run(self, mut rx: mpsc::Receiver<Job>) {
+        let mut last_checkpoint = match self
+            .runtime
+            .block_on(self.store.latest_checkpoint(self.state.id))
+        {
+            Ok(Some(cp)) => cp.next_sequence,
+            _ => 0,
+        };
+        while let Some(first) = rx.blocking_recv() {
+            let mut count = first.requests.len();
+            let mut jobs = vec![first];
+            while count < self.options.max_batch {
+                match rx.try_recv() {
+                    Ok(job) => {
+                        count += job.requests.len();
+                        jobs.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let requests: Vec<(&Request, Timestamp)> = jobs
+                .iter()
+                .flat_map(|j| j.requests.iter().map(move |r| (r, j.now)))
+                .collect();
+            let (mut answers, durable) = self.decide_and_commit(&requests);
+            drop(requests);
+            for job in jobs {
+                let rest = answers.split_off(job.requests.len().min(answers.len()));
+                let mine = std::mem::replace(&mut answers, rest);
+                // A caller that gave up waiting is no reason to stop.
+                let _ = job.reply.send(mine);
+            }
+            for entry in durable {
+                // No subscriber is not an error.
+                let _ = self.state.events.send(entry);
+            }
+            let next = self
+                .state
+                .ledger
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .next_sequence();
+            if next >= last_checkpoint.saturating_add(self.options.snapshot_every) {
+                // On failure, try again after the next interval rather than every batch.
+                self.checkpoint();
+                last_checkpoint = next;
+            }
+        }
+    }
+
+    /// Writes a checkpoint of the current (durable) state. Returns whether it was stored.
+    fn checkpoint(&self) -> bool {
+        let checkpoint = {
+            let ledger = self
+                .state
+                .ledger
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            Checkpoint {
+                next_sequence: ledger.next_sequence(),
+                head_hash: ledger.head_hash(),
+                snapshot: ledger.snapshot(),
+            }
+        };
+        match self
+            .runtime
+            .block_on(self.store.put_checkpoint(self.state.id, &checkpoint))
+        {
+            Ok(()) => {
+                tracing::debug!(program = %self.state.id, at = checkpoint.next_sequence, bytes = checkpoint.snapshot.len(), "checkpoint written");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(program = %self.state.id, error = %e, "checkpoint not written");
+                false
+            }
+        }
+    }
+
+    /// Rebuilds the ledger from the store after a failed or lost commit. On failure the
+    /// programme goes read-only.
+    fn roll_back(&self, ledger: &mut Ledger) {
+        match self
+            .runtime
+            .block_on(load_ledger(&*self.store, self.state.id))
+        {
+            Ok(reloaded) => *ledger = reloaded,
+            Err(e) => {
+                tracing::error!(program = %self.state.id, error = %e, "cannot reload the ledger after a failed commit; programme is read-only");
+                self.state.read_only.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Decides the batch and commits its new entries in one transaction. Returns one answer
+    /// per request and the entries that became durable (including other writers' entries
+    /// read while catching up).
+    fn decide_and_commit(
+        &self,
+        requests: &[(&Request, Timestamp)],
+    ) -> (Vec<Result<Applied, EngineError>>, Vec<Arc<Entry>>) {
+        let n = requests.len();
+        if self.state.read_only.load(Ordering::SeqCst) {
+            return (all_failed(n, &read_only_error()), Vec::new());
+        }
+        let mut ledger = self
+            .state
+            .ledger
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut durable = Vec::new();
+        let mut attempt = 0;
+        loop {
+            if self.store.shared() {
+                let caught_up = self.runtime.block_on(catch_up(
+                    &mut ledger,
+                    &*self.store,
+                    self.state.id,
+                    Some(&mut durable),
+                ));
+                if let Err(e) = caught_up {
+                    // The ledger holds only stored entries: nothing to roll back.
+                    tracing::error!(program = %self.state.id, error = %e, "cannot catch up with the shared journal");
+                    return (all_failed(n, &EngineError::from(e)), durable);
+                }
+            }
+            let start = ledger.next_sequence();
+            let mut answers = Vec::with_capacity(n);
+            let mut fresh = Vec::new();
+            for (request, at) in requests {
+                answers.push(match ledger.apply(request, *at) {
+                    Ok(Applied::New(entry)) => {
+                        fresh.push(StoredEntry {
+                            entry: entry.clone(),
+                            fingerprint: Ledger::request_fingerprint(request),
+                        });
+                        Ok(Applied::New(entry))
+                    }
+                    Ok(duplicate) => Ok(duplicate),
+                    Err(rejection) => Err(EngineError::Rejected(rejection)),
+                });
+            }
+            if fresh.is_empty() {
+                return (answers, durable);
+            }
+            let committed = self
+                .runtime
+                .block_on(self.store.append(self.state.id, start, &fresh));
+            match committed {
+                Ok(()) => {
+                    durable.extend(fresh.into_iter().map(|s| Arc::new(s.entry)));
+                    return (answers, durable);
+                }
+                Err(StoreError::Conflict) if self.store.shared() && attempt < CONFLICT_RETRIES => {
+                    attempt += 1;
+                    tracing::debug!(program = %self.state.id, attempt, "lost the race to another writer; deciding again");
+                    self.roll_back(&mut ledger);
+                    if self.state.read_only.load(Ordering::SeqCst) {
+                        return (all_failed(n, &read_only_error()), durable);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(program = %self.state.id, error = %e, entries = fresh.len(), "commit failed; nothing of the batch is acknowledged");
+                    self.roll_back(&mut ledger);
+                    return (all_failed(n, &store_error(e)), durable);
+                }
+            }
+        }
+    }
+}

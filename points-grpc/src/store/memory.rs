@@ -1,0 +1,183 @@
+//! An in-memory store: for tests and demos. Nothing survives the process.
+
+use super::{BoxFuture, Checkpoint, Faults, Store, StoreError, StoreResult, StoredEntry};
+use crate::engine::ApiKeyRecord;
+use points_core::{EntryId, ProgramId};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+#[derive(Default)]
+struct Journal {
+    entries: Vec<StoredEntry>,
+    by_id: HashMap<EntryId, u64>,
+    checkpoints: Vec<Checkpoint>,
+}
+
+#[derive(Default)]
+struct State {
+    programs: BTreeMap<ProgramId, Journal>,
+    keys: BTreeMap<uuid::Uuid, ApiKeyRecord>,
+}
+
+/// Journals kept in memory.
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+    faults: Faults,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, T> {
+    Box::pin(std::future::ready(value))
+}
+
+impl Store for MemoryStore {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    fn program_ids(&self) -> BoxFuture<'_, StoreResult<Vec<ProgramId>>> {
+        ready(Ok(self.lock().programs.keys().copied().collect()))
+    }
+
+    fn create_program<'a>(
+        &'a self,
+        genesis: &'a StoredEntry,
+    ) -> BoxFuture<'a, StoreResult<Option<StoredEntry>>> {
+        let result = (|| {
+            let program = match genesis.entry.event() {
+                points_core::Event::ProgramOpened(spec) => spec.id(),
+                _ => return Err(StoreError::Unavailable("not a genesis entry".into())),
+            };
+            let mut state = self.lock();
+            if let Some(existing) = state.programs.get(&program) {
+                return Ok(existing.entries.first().cloned());
+            }
+            let mut journal = Journal::default();
+            journal.by_id.insert(genesis.entry.id(), 0);
+            journal.entries.push(genesis.clone());
+            state.programs.insert(program, journal);
+            Ok(None)
+        })();
+        ready(result)
+    }
+
+    fn append<'a>(
+        &'a self,
+        program: ProgramId,
+        expected_next: u64,
+        entries: &'a [StoredEntry],
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        let result = (|| {
+            let mut state = self.lock();
+            let journal = state
+                .programs
+                .get_mut(&program)
+                .ok_or_else(|| StoreError::Unavailable("unknown programme".into()))?;
+            if journal.entries.len() as u64 != expected_next {
+                return Err(StoreError::Conflict);
+            }
+            if self.faults.take() {
+                return Err(StoreError::Unavailable("injected commit failure".into()));
+            }
+            for e in entries {
+                journal.by_id.insert(e.entry.id(), e.entry.sequence());
+                journal.entries.push(e.clone());
+            }
+            Ok(())
+        })();
+        ready(result)
+    }
+
+    fn read_entries(
+        &self,
+        program: ProgramId,
+        from_sequence: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, StoreResult<Vec<StoredEntry>>> {
+        let state = self.lock();
+        let out = state
+            .programs
+            .get(&program)
+            .map(|j| {
+                let from = usize::try_from(from_sequence).unwrap_or(usize::MAX);
+                j.entries.iter().skip(from).take(limit).cloned().collect()
+            })
+            .unwrap_or_default();
+        ready(Ok(out))
+    }
+
+    fn entry_by_id(
+        &self,
+        program: ProgramId,
+        id: EntryId,
+    ) -> BoxFuture<'_, StoreResult<Option<StoredEntry>>> {
+        let state = self.lock();
+        let out = state.programs.get(&program).and_then(|j| {
+            let seq = usize::try_from(*j.by_id.get(&id)?).ok()?;
+            j.entries.get(seq).cloned()
+        });
+        ready(Ok(out))
+    }
+
+    fn latest_checkpoint(
+        &self,
+        program: ProgramId,
+    ) -> BoxFuture<'_, StoreResult<Option<Checkpoint>>> {
+        let state = self.lock();
+        let out = state
+            .programs
+            .get(&program)
+            .and_then(|j| j.checkpoints.last().cloned());
+        ready(Ok(out))
+    }
+
+    fn put_checkpoint<'a>(
+        &'a self,
+        program: ProgramId,
+        checkpoint: &'a Checkpoint,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        let mut state = self.lock();
+        if let Some(j) = state.programs.get_mut(&program) {
+            j.checkpoints.push(checkpoint.clone());
+            j.checkpoints.sort_by_key(|c| c.next_sequence);
+            let excess = j.checkpoints.len().saturating_sub(2);
+            j.checkpoints.drain(..excess);
+        }
+        ready(Ok(()))
+    }
+
+    fn put_api_key(&self, key: ApiKeyRecord) -> BoxFuture<'_, StoreResult<()>> {
+        self.lock().keys.insert(key.id, key);
+        ready(Ok(()))
+    }
+
+    fn api_keys(&self) -> BoxFuture<'_, StoreResult<Vec<ApiKeyRecord>>> {
+        ready(Ok(self.lock().keys.values().cloned().collect()))
+    }
+
+    fn revoke_api_key(&self, id: uuid::Uuid) -> BoxFuture<'_, StoreResult<bool>> {
+        let found = match self.lock().keys.get_mut(&id) {
+            Some(key) => {
+                key.revoked = true;
+                true
+            }
+            None => false,
+        };
+        ready(Ok(found))
+    }
+
+    fn inject_commit_failures(&self, count: u32) {
+        self.faults.set(count);
+    }
+}

@@ -1,0 +1,197 @@
+//! Durable storage for programme journals.
+//!
+//! A [`Store`] keeps, per programme, the journal entries (their [`Entry::encode`] bytes, the
+//! request id and the request fingerprint), the latest checkpoint (a ledger snapshot and the
+//! head it was taken at) and the server's API keys. The [`crate::engine::Engine`] decides
+//! entries with `points-core` and hands each batch to [`Store::append`], which must write
+//! all of it in one transaction, or none of it.
+//!
+//! Three implementations: [`memory::MemoryStore`] (tests, no durability),
+//! [`sqlite::SqliteStore`] (embedded, one file in a data directory) and
+//! [`postgres::PostgresStore`] (shared by several server processes).
+
+pub mod memory;
+pub mod postgres;
+pub mod sqlite;
+
+use crate::engine::ApiKeyRecord;
+use points_core::{Entry, EntryId, Hash, ProgramId};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// A boxed, sendable future, so that [`Store`] can be used as a trait object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// Another writer (another server process) advanced the programme's journal first.
+    #[error("another writer advanced the journal")]
+    Conflict,
+    /// A stored entry cannot be read back.
+    #[error("journal entry {sequence} is corrupt: {message}")]
+    Corrupt {
+        /// The entry at fault.
+        sequence: u64,
+        /// What is wrong.
+        message: String,
+    },
+    /// The storage cannot be reached or refused the operation (I/O error, disk full, ...).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Results of store operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A journal entry as stored: the entry and the fingerprint of the request that made it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEntry {
+    /// The entry.
+    pub entry: Entry,
+    /// [`points_core::Ledger::request_fingerprint`] of the request (zero for the genesis).
+    pub fingerprint: [u8; 16],
+}
+
+/// A ledger snapshot taken after `next_sequence` entries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The number of entries the snapshot covers (the next entry's sequence).
+    pub next_sequence: u64,
+    /// The hash of entry `next_sequence - 1`.
+    pub head_hash: Hash,
+    /// [`points_core::Ledger::snapshot`] bytes.
+    pub snapshot: Vec<u8>,
+}
+
+/// Durable storage for journals, checkpoints and API keys.
+///
+/// Every method may be called concurrently from several tasks; `append` for one programme is
+/// only ever called by that programme's writer, but other processes may write the same
+/// programme when [`Store::shared`] is true.
+pub trait Store: Send + Sync + 'static {
+    /// A short name: `memory`, `sqlite` or `postgres`.
+    fn kind(&self) -> &'static str;
+
+    /// Whether other processes may append to the same journals (the engine then catches up
+    /// before deciding each batch).
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Every programme in the store.
+    fn program_ids(&self) -> BoxFuture<'_, StoreResult<Vec<ProgramId>>>;
+
+    /// Stores a new programme's genesis entry (sequence 0). Returns `None` when created, or
+    /// the existing genesis entry when the programme already exists (nothing is written).
+    fn create_program<'a>(
+        &'a self,
+        genesis: &'a StoredEntry,
+    ) -> BoxFuture<'a, StoreResult<Option<StoredEntry>>>;
+
+    /// Appends `entries` (consecutive, starting at `expected_next`) in one transaction.
+    /// Fails with [`StoreError::Conflict`] when the stored journal does not end at
+    /// `expected_next`; then nothing is written.
+    fn append<'a>(
+        &'a self,
+        program: ProgramId,
+        expected_next: u64,
+        entries: &'a [StoredEntry],
+    ) -> BoxFuture<'a, StoreResult<()>>;
+
+    /// Up to `limit` entries from `from_sequence` on, in sequence order.
+    fn read_entries(
+        &self,
+        program: ProgramId,
+        from_sequence: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, StoreResult<Vec<StoredEntry>>>;
+
+    /// The entry with this id, if stored.
+    fn entry_by_id(
+        &self,
+        program: ProgramId,
+        id: EntryId,
+    ) -> BoxFuture<'_, StoreResult<Option<StoredEntry>>>;
+
+    /// The latest checkpoint, if any.
+    fn latest_checkpoint(
+        &self,
+        program: ProgramId,
+    ) -> BoxFuture<'_, StoreResult<Option<Checkpoint>>>;
+
+    /// Stores a checkpoint, keeping at most the latest two.
+    fn put_checkpoint<'a>(
+        &'a self,
+        program: ProgramId,
+        checkpoint: &'a Checkpoint,
+    ) -> BoxFuture<'a, StoreResult<()>>;
+
+    /// Inserts or replaces an API key.
+    fn put_api_key(&self, key: ApiKeyRecord) -> BoxFuture<'_, StoreResult<()>>;
+
+    /// Every API key, revoked ones included.
+    fn api_keys(&self) -> BoxFuture<'_, StoreResult<Vec<ApiKeyRecord>>>;
+
+    /// Marks a key revoked; false when there is no such key.
+    fn revoke_api_key(&self, id: uuid::Uuid) -> BoxFuture<'_, StoreResult<bool>>;
+
+    /// Test hook: the next `count` appends fail after writing (their transaction is rolled
+    /// back and they report [`StoreError::Unavailable`]).
+    #[doc(hidden)]
+    fn inject_commit_failures(&self, count: u32);
+}
+
+/// Test-only fault injection shared by the stores.
+#[derive(Debug, Default)]
+pub(crate) struct Faults {
+    failing_commits: AtomicU32,
+}
+
+impl Faults {
+    pub(crate) fn set(&self, count: u32) {
+        self.failing_commits.store(count, Ordering::SeqCst);
+    }
+
+    /// Whether this commit must fail (consumes one injected failure).
+    pub(crate) fn take(&self) -> bool {
+        self.failing_commits
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
+/// Decodes stored entry bytes, naming the sequence on failure.
+#[allow(dead_code)]
+pub(crate) fn decode_entry(
+    sequence: u64,
+    body: &[u8],
+    fingerprint: &[u8],
+) -> StoreResult<StoredEntry> {
+    let entry = Entry::decode(body).map_err(|e| StoreError::Corrupt {
+        sequence,
+        message: e.to_string(),
+    })?;
+    if entry.sequence() != sequence {
+        return Err(StoreError::Corrupt {
+            sequence,
+            message: format!("stored as {sequence} but encodes {}", entry.sequence()),
+        });
+    }
+    let fingerprint: [u8; 16] = fingerprint.try_into().map_err(|_| StoreError::Corrupt {
+        sequence,
+        message: "request fingerprint is not 16 bytes".into(),
+    })?;
+    Ok(StoredEntry { entry, fingerprint })
+}
+
+/// The first eight bytes of an entry id as an integer: a compact index key (collisions are
+/// resolved by comparing the decoded entry's id).
+#[allow(dead_code)]
+pub(crate) fn id_key(id: EntryId) -> i64 {
+    let bytes = uuid::Uuid::from(id).into_bytes();
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&bytes[..8]);
+    i64::from_le_bytes(head)
+}
