@@ -284,14 +284,8 @@ impl Engine {
     pub async fn open(store: StoreConfig, options: EngineOptions) -> anyhow::Result<Engine> {
         let store: Arc<dyn Store> = match store {
             StoreConfig::Memory => Arc::new(MemoryStore::new()),
-            StoreConfig::Sqlite { dir } => Arc::new({
-                let _ = dir;
-                SqliteStore::open_placeholder().await?
-            }),
-            StoreConfig::Postgres { url } => Arc::new({
-                let _ = url;
-                PostgresStore::open_placeholder().await?
-            }),
+            StoreConfig::Sqlite { dir } => Arc::new(SqliteStore::open(&dir).await?),
+            StoreConfig::Postgres { url } => Arc::new(PostgresStore::connect(&url).await?),
         };
         Self::open_with_store(store, options).await
     }
@@ -841,15 +835,15 @@ impl Writer {
                 .collect();
             let (mut answers, durable) = self.decide_and_commit(&requests);
             drop(requests);
+            for entry in durable {
+                // No subscriber is not an error.
+                let _ = self.state.events.send(entry);
+            }
             for job in jobs {
                 let rest = answers.split_off(job.requests.len().min(answers.len()));
                 let mine = std::mem::replace(&mut answers, rest);
                 // A caller that gave up waiting is no reason to stop.
                 let _ = job.reply.send(mine);
-            }
-            for entry in durable {
-                // No subscriber is not an error.
-                let _ = self.state.events.send(entry);
             }
             let next = self
                 .state

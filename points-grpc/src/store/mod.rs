@@ -163,7 +163,6 @@ impl Faults {
 }
 
 /// Decodes stored entry bytes, naming the sequence on failure.
-#[allow(dead_code)]
 pub(crate) fn decode_entry(
     sequence: u64,
     body: &[u8],
@@ -188,7 +187,6 @@ pub(crate) fn decode_entry(
 
 /// The first eight bytes of an entry id as an integer: a compact index key (collisions are
 /// resolved by comparing the decoded entry's id).
-#[allow(dead_code)]
 pub(crate) fn id_key(id: EntryId) -> i64 {
     let bytes = uuid::Uuid::from(id).into_bytes();
     let mut head = [0u8; 8];

@@ -1,79 +1,612 @@
-//! postgres store.
+//! The shared store: PostgreSQL via `tokio-postgres`, for several server processes.
+//!
+//! Portable to CockroachDB and YugabyteDB: no sequences or serial ids, no advisory locks,
+//! and every per-programme table's primary key starts with `program_id`, so a programme's
+//! data can live on one shard. Ids are stored as 16-byte `BYTEA`.
+//!
+//! Writers coordinate through the programme's `heads` row: a batch's transaction advances
+//! it with `UPDATE heads SET next_seq = $new, head_hash = $h WHERE program_id = $p AND
+//! next_seq = $old`; zero rows means another server got there first
+//! ([`StoreError::Conflict`]): the engine catches up and decides the batch again. The unique
+//! `(program_id, request_id)` index keeps retries idempotent across servers.
+//!
+//! Migrations are ordered SQL strings recorded in `schema_migrations`, applied at start.
 
-use super::{BoxFuture, Checkpoint, Store, StoreError, StoreResult, StoredEntry};
+use super::{
+    decode_entry, BoxFuture, Checkpoint, Faults, Store, StoreError, StoreResult, StoredEntry,
+};
 use crate::engine::ApiKeyRecord;
-use points_core::{EntryId, ProgramId};
+use points_core::{EntryId, Hash, ProgramId};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Statement};
 
-/// postgres store (work in progress).
-pub struct PostgresStore;
+/// The schema, in order. Never edit a released migration: add a new one.
+pub const MIGRATIONS: &[(i32, &str)] = &[(
+    1,
+    "
+CREATE TABLE programs (
+    program_id BYTEA NOT NULL,
+    spec BYTEA NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (program_id)
+);
+CREATE TABLE heads (
+    program_id BYTEA NOT NULL,
+    next_seq BIGINT NOT NULL,
+    head_hash BYTEA NOT NULL,
+    PRIMARY KEY (program_id)
+);
+CREATE TABLE entries (
+    program_id BYTEA NOT NULL,
+    seq BIGINT NOT NULL,
+    request_id BYTEA NOT NULL,
+    fingerprint BYTEA NOT NULL,
+    entry_id BYTEA NOT NULL,
+    body BYTEA NOT NULL,
+    PRIMARY KEY (program_id, seq)
+);
+CREATE UNIQUE INDEX entries_request ON entries (program_id, request_id);
+CREATE INDEX entries_entry_id ON entries (program_id, entry_id);
+CREATE TABLE checkpoints (
+    program_id BYTEA NOT NULL,
+    next_seq BIGINT NOT NULL,
+    head_hash BYTEA NOT NULL,
+    snapshot BYTEA NOT NULL,
+    PRIMARY KEY (program_id, next_seq)
+);
+-- Keys not limited to a programme use sixteen zero bytes as program_id.
+CREATE TABLE api_keys (
+    program_id BYTEA NOT NULL,
+    id BYTEA NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (program_id, id)
+);
+CREATE UNIQUE INDEX api_keys_id ON api_keys (id);
+",
+)];
 
-fn todo_err<'a, T: Send + 'a>() -> BoxFuture<'a, StoreResult<T>> {
-    Box::pin(std::future::ready(Err(StoreError::Unavailable(
-        "postgres store not implemented yet".into(),
-    ))))
+/// Idle connections kept open.
+const POOL_SIZE: usize = 8;
+
+struct Conn {
+    client: Client,
+    statements: HashMap<&'static str, Statement>,
+}
+
+impl Conn {
+    async fn statement(&mut self, sql: &'static str) -> Result<Statement, tokio_postgres::Error> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(sql).await?;
+        self.statements.insert(sql, s.clone());
+        Ok(s)
+    }
+
+    async fn query(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+        let s = self.statement(sql).await?;
+        self.client.query(&s, params).await
+    }
+
+    async fn execute(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, tokio_postgres::Error> {
+        let s = self.statement(sql).await?;
+        self.client.execute(&s, params).await
+    }
+}
+
+struct Pool {
+    url: String,
+    idle: Mutex<Vec<Conn>>,
+}
+
+impl Pool {
+    async fn get(&self) -> StoreResult<Conn> {
+        loop {
+            let pooled = self
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop();
+            match pooled {
+                Some(conn) if !conn.client.is_closed() => return Ok(conn),
+                Some(_) => continue,
+                None => break,
+            }
+        }
+        let (client, connection) = tokio_postgres::connect(&self.url, NoTls)
+            .await
+            .map_err(unavailable)?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %e, "postgres connection closed");
+            }
+        });
+        Ok(Conn {
+            client,
+            statements: HashMap::new(),
+        })
+    }
+
+    /// Returns a connection after use, rolling back whatever a failed call left open.
+    async fn finish<T>(&self, conn: Conn, result: StoreResult<T>) -> StoreResult<T> {
+        if result.is_err() && conn.client.batch_execute("ROLLBACK").await.is_err() {
+            return result;
+        }
+        self.put(conn);
+        result
+    }
+
+    fn put(&self, conn: Conn) {
+        if conn.client.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < POOL_SIZE {
+            idle.push(conn);
+        }
+    }
+}
+
+/// Journals in a PostgreSQL database.
+pub struct PostgresStore {
+    pool: Arc<Pool>,
+    faults: Faults,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("postgres: {e}"))
+}
+
+/// Serialisation failures and unique violations mean another writer won: retry.
+fn classify(e: tokio_postgres::Error) -> StoreError {
+    match e.code() {
+        Some(code)
+            if *code == SqlState::T_R_SERIALIZATION_FAILURE
+                || *code == SqlState::UNIQUE_VIOLATION =>
+        {
+            StoreError::Conflict
+        }
+        _ => unavailable(e),
+    }
+}
+
+fn id_bytes(id: impl Into<uuid::Uuid>) -> Vec<u8> {
+    id.into().as_bytes().to_vec()
+}
+
+fn seq_param(sequence: u64) -> StoreResult<i64> {
+    i64::try_from(sequence).map_err(|_| unavailable(format!("sequence {sequence} out of range")))
+}
+
+fn rows_to_entries(rows: &[tokio_postgres::Row]) -> StoreResult<Vec<StoredEntry>> {
+    rows.iter()
+        .map(|row| {
+            let seq: i64 = row.try_get(0).map_err(unavailable)?;
+            let fp: &[u8] = row.try_get(1).map_err(unavailable)?;
+            let body: &[u8] = row.try_get(2).map_err(unavailable)?;
+            decode_entry(seq.unsigned_abs(), body, fp)
+        })
+        .collect()
 }
 
 impl PostgresStore {
-    /// Opens the store.
-    pub async fn open_placeholder() -> anyhow::Result<Self> {
-        anyhow::bail!("postgres store not implemented yet")
+    /// Connects and applies pending migrations.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let store = Self {
+            pool: Arc::new(Pool {
+                url: url.to_string(),
+                idle: Mutex::new(Vec::new()),
+            }),
+            faults: Faults::default(),
+        };
+        let mut conn = store.pool.get().await?;
+        migrate(&mut conn).await?;
+        store.pool.put(conn);
+        Ok(store)
     }
+
+    /// Runs `f` with a pooled connection.
+    async fn with<T>(
+        &self,
+        f: impl for<'c> FnOnce(&'c mut Conn) -> BoxFuture<'c, StoreResult<T>>,
+    ) -> StoreResult<T> {
+        let mut conn = self.pool.get().await?;
+        let result = f(&mut conn).await;
+        if result.is_err() {
+            // Leave no transaction open on a connection that goes back to the pool.
+            if conn.client.batch_execute("ROLLBACK").await.is_err() {
+                return result;
+            }
+        }
+        self.pool.put(conn);
+        result
+    }
+}
+
+/// Applies every migration not yet recorded. Concurrent servers serialise on the
+/// `schema_migrations` primary key: the second waits, then sees the version applied.
+async fn migrate(conn: &mut Conn) -> anyhow::Result<()> {
+    let mut attempt = 0;
+    loop {
+        let result = try_migrate(conn).await;
+        match result {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt < 5 => {
+                // Two servers creating schema_migrations at once can collide; try again.
+                attempt += 1;
+                tracing::debug!(error = %e, attempt, "migration attempt failed; retrying");
+                let _ = conn.client.batch_execute("ROLLBACK").await;
+                tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+            }
+            Err(e) => return Err(anyhow::anyhow!("cannot migrate the database: {e}")),
+        }
+    }
+}
+
+async fn try_migrate(conn: &mut Conn) -> Result<(), tokio_postgres::Error> {
+    conn.client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version INTEGER NOT NULL PRIMARY KEY,
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .await?;
+    for (version, sql) in MIGRATIONS {
+        let tx = conn.client.transaction().await?;
+        let claimed = tx
+            .execute(
+                "INSERT INTO schema_migrations (version) VALUES ($1) ON CONFLICT DO NOTHING",
+                &[version],
+            )
+            .await?;
+        if claimed == 1 {
+            tx.batch_execute(sql).await?;
+            tracing::info!(version, "applied migration");
+        }
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+async fn read_entries_on(
+    conn: &mut Conn,
+    program: &[u8],
+    from: u64,
+    limit: usize,
+) -> StoreResult<Vec<StoredEntry>> {
+    let Ok(from) = i64::try_from(from) else {
+        return Ok(Vec::new());
+    };
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = conn
+        .query(
+            "SELECT seq, fingerprint, body FROM entries WHERE program_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3",
+            &[&program, &from, &limit],
+        )
+        .await
+        .map_err(unavailable)?;
+    rows_to_entries(&rows)
 }
 
 impl Store for PostgresStore {
     fn kind(&self) -> &'static str {
         "postgres"
     }
-    fn program_ids(&self) -> BoxFuture<'_, StoreResult<Vec<ProgramId>>> {
-        todo_err()
+
+    fn shared(&self) -> bool {
+        true
     }
+
+    fn program_ids(&self) -> BoxFuture<'_, StoreResult<Vec<ProgramId>>> {
+        Box::pin(self.with(|conn| {
+            Box::pin(async move {
+                let rows = conn
+                    .query("SELECT program_id FROM programs ORDER BY program_id", &[])
+                    .await
+                    .map_err(unavailable)?;
+                rows.iter()
+                    .map(|r| {
+                        let bytes: &[u8] = r.try_get(0).map_err(unavailable)?;
+                        let id = uuid::Uuid::from_slice(bytes).map_err(unavailable)?;
+                        ProgramId::new(id).map_err(unavailable)
+                    })
+                    .collect()
+            })
+        }))
+    }
+
     fn create_program<'a>(
         &'a self,
-        _g: &'a StoredEntry,
+        genesis: &'a StoredEntry,
     ) -> BoxFuture<'a, StoreResult<Option<StoredEntry>>> {
-        todo_err()
+        Box::pin(async move {
+            let mut pooled = self.pool.get().await?;
+            let result: StoreResult<_> = async {
+                let conn = &mut pooled;
+                let points_core::Event::ProgramOpened(spec) = genesis.entry.event() else {
+                    return Err(unavailable("not a genesis entry"));
+                };
+                let program = id_bytes(spec.id());
+                let spec_bytes = postcard::to_allocvec(&**spec).map_err(unavailable)?;
+                conn.client.batch_execute("BEGIN").await.map_err(classify)?;
+                let created = conn
+                    .execute(
+                        "INSERT INTO programs (program_id, spec) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                        &[&program, &spec_bytes],
+                    )
+                    .await
+                    .map_err(classify)?;
+                if created == 0 {
+                    conn.client.batch_execute("ROLLBACK").await.map_err(unavailable)?;
+                    let existing = read_entries_on(conn, &program, 0, 1).await?;
+                    return Ok(existing.into_iter().next());
+                }
+                let head = genesis.entry.hash().0.to_vec();
+                conn.execute(
+                    "INSERT INTO heads (program_id, next_seq, head_hash) VALUES ($1, 1, $2)",
+                    &[&program, &head],
+                )
+                .await
+                .map_err(classify)?;
+                let request = id_bytes(genesis.entry.request_id());
+                let fp = genesis.fingerprint.to_vec();
+                let entry_id = id_bytes(genesis.entry.id());
+                let body = genesis.entry.encode();
+                conn.execute(
+                    "INSERT INTO entries (program_id, seq, request_id, fingerprint, entry_id, body) VALUES ($1, 0, $2, $3, $4, $5)",
+                    &[&program, &request, &fp, &entry_id, &body],
+                )
+                .await
+                .map_err(classify)?;
+                conn.client.batch_execute("COMMIT").await.map_err(unavailable)?;
+                Ok(None)
+            }
+            .await;
+            self.pool.finish(pooled, result).await
+        })
     }
+
     fn append<'a>(
         &'a self,
-        _p: ProgramId,
-        _n: u64,
-        _e: &'a [StoredEntry],
+        program: ProgramId,
+        expected_next: u64,
+        entries: &'a [StoredEntry],
     ) -> BoxFuture<'a, StoreResult<()>> {
-        todo_err()
+        Box::pin(async move {
+            let mut pooled = self.pool.get().await?;
+            let result: StoreResult<_> = async {
+                let conn = &mut pooled;
+                let Some(last) = entries.last() else {
+                    return Ok(());
+                };
+                let program = id_bytes(program);
+                let old = seq_param(expected_next)?;
+                let new = seq_param(expected_next + entries.len() as u64)?;
+                let head = last.entry.hash().0.to_vec();
+                let mut seqs = Vec::with_capacity(entries.len());
+                let mut requests = Vec::with_capacity(entries.len());
+                let mut prints = Vec::with_capacity(entries.len());
+                let mut ids = Vec::with_capacity(entries.len());
+                let mut bodies = Vec::with_capacity(entries.len());
+                for e in entries {
+                    seqs.push(seq_param(e.entry.sequence())?);
+                    requests.push(id_bytes(e.entry.request_id()));
+                    prints.push(e.fingerprint.to_vec());
+                    ids.push(id_bytes(e.entry.id()));
+                    bodies.push(e.entry.encode());
+                }
+                conn.client.batch_execute("BEGIN").await.map_err(classify)?;
+                let advanced = conn
+                    .execute(
+                        "UPDATE heads SET next_seq = $1, head_hash = $2 WHERE program_id = $3 AND next_seq = $4",
+                        &[&new, &head, &program, &old],
+                    )
+                    .await
+                    .map_err(classify)?;
+                if advanced != 1 {
+                    return Err(StoreError::Conflict);
+                }
+                conn.execute(
+                    "INSERT INTO entries (program_id, seq, request_id, fingerprint, entry_id, body) \
+                     SELECT $1, s, r, f, i, b FROM UNNEST($2::BIGINT[], $3::BYTEA[], $4::BYTEA[], $5::BYTEA[], $6::BYTEA[]) AS t(s, r, f, i, b)",
+                    &[&program, &seqs, &requests, &prints, &ids, &bodies],
+                )
+                .await
+                .map_err(classify)?;
+                if self.faults.take() {
+                    return Err(unavailable("injected commit failure"));
+                }
+                conn.client.batch_execute("COMMIT").await.map_err(classify)
+            }
+            .await;
+            self.pool.finish(pooled, result).await
+        })
     }
+
     fn read_entries(
         &self,
-        _p: ProgramId,
-        _f: u64,
-        _l: usize,
+        program: ProgramId,
+        from_sequence: u64,
+        limit: usize,
     ) -> BoxFuture<'_, StoreResult<Vec<StoredEntry>>> {
-        todo_err()
+        Box::pin(self.with(move |conn| {
+            Box::pin(async move {
+                read_entries_on(conn, &id_bytes(program), from_sequence, limit).await
+            })
+        }))
     }
+
     fn entry_by_id(
         &self,
-        _p: ProgramId,
-        _i: EntryId,
+        program: ProgramId,
+        id: EntryId,
     ) -> BoxFuture<'_, StoreResult<Option<StoredEntry>>> {
-        todo_err()
+        Box::pin(self.with(move |conn| {
+            Box::pin(async move {
+                let rows = conn
+                    .query(
+                        "SELECT seq, fingerprint, body FROM entries WHERE program_id = $1 AND entry_id = $2",
+                        &[&id_bytes(program), &id_bytes(id)],
+                    )
+                    .await
+                    .map_err(unavailable)?;
+                Ok(rows_to_entries(&rows)?
+                    .into_iter()
+                    .find(|e| e.entry.id() == id))
+            })
+        }))
     }
-    fn latest_checkpoint(&self, _p: ProgramId) -> BoxFuture<'_, StoreResult<Option<Checkpoint>>> {
-        todo_err()
+
+    fn latest_checkpoint(
+        &self,
+        program: ProgramId,
+    ) -> BoxFuture<'_, StoreResult<Option<Checkpoint>>> {
+        Box::pin(self.with(move |conn| {
+            Box::pin(async move {
+                let rows = conn
+                    .query(
+                        "SELECT next_seq, head_hash, snapshot FROM checkpoints WHERE program_id = $1 ORDER BY next_seq DESC LIMIT 1",
+                        &[&id_bytes(program)],
+                    )
+                    .await
+                    .map_err(unavailable)?;
+                let Some(row) = rows.first() else {
+                    return Ok(None);
+                };
+                let next: i64 = row.try_get(0).map_err(unavailable)?;
+                let head: &[u8] = row.try_get(1).map_err(unavailable)?;
+                let head: [u8; 32] = head
+                    .try_into()
+                    .map_err(|_| unavailable("checkpoint head is not 32 bytes"))?;
+                Ok(Some(Checkpoint {
+                    next_sequence: next.unsigned_abs(),
+                    head_hash: Hash(head),
+                    snapshot: row.try_get(2).map_err(unavailable)?,
+                }))
+            })
+        }))
     }
+
     fn put_checkpoint<'a>(
         &'a self,
-        _p: ProgramId,
-        _c: &'a Checkpoint,
+        program: ProgramId,
+        checkpoint: &'a Checkpoint,
     ) -> BoxFuture<'a, StoreResult<()>> {
-        todo_err()
+        Box::pin(async move {
+            let mut pooled = self.pool.get().await?;
+            let result: StoreResult<_> = async {
+                let conn = &mut pooled;
+                let program = id_bytes(program);
+                let next = seq_param(checkpoint.next_sequence)?;
+                let head = checkpoint.head_hash.0.to_vec();
+                conn.execute(
+                    "INSERT INTO checkpoints (program_id, next_seq, head_hash, snapshot) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                    &[&program, &next, &head, &checkpoint.snapshot],
+                )
+                .await
+                .map_err(unavailable)?;
+                conn.execute(
+                    "DELETE FROM checkpoints WHERE program_id = $1 AND next_seq < \
+                     (SELECT MIN(next_seq) FROM (SELECT next_seq FROM checkpoints WHERE program_id = $1 ORDER BY next_seq DESC LIMIT 2) AS latest)",
+                    &[&program],
+                )
+                .await
+                .map_err(unavailable)?;
+                Ok(())
+            }
+            .await;
+            self.pool.finish(pooled, result).await
+        })
     }
-    fn put_api_key(&self, _k: ApiKeyRecord) -> BoxFuture<'_, StoreResult<()>> {
-        todo_err()
+
+    fn put_api_key(&self, key: ApiKeyRecord) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(self.with(move |conn| {
+            Box::pin(async move {
+                let program = key.program.map(id_bytes).unwrap_or_else(|| vec![0; 16]);
+                let id = key.id.as_bytes().to_vec();
+                let record = serde_json::to_string(&key).map_err(unavailable)?;
+                conn.execute(
+                    "INSERT INTO api_keys (program_id, id, record) VALUES ($1, $2, $3) \
+                     ON CONFLICT (program_id, id) DO UPDATE SET record = EXCLUDED.record",
+                    &[&program, &id, &record],
+                )
+                .await
+                .map_err(unavailable)?;
+                Ok(())
+            })
+        }))
     }
+
     fn api_keys(&self) -> BoxFuture<'_, StoreResult<Vec<ApiKeyRecord>>> {
-        todo_err()
+        Box::pin(self.with(|conn| {
+            Box::pin(async move {
+                let rows = conn
+                    .query("SELECT record FROM api_keys ORDER BY id", &[])
+                    .await
+                    .map_err(unavailable)?;
+                rows.iter()
+                    .map(|r| {
+                        let text: &str = r.try_get(0).map_err(unavailable)?;
+                        serde_json::from_str(text).map_err(unavailable)
+                    })
+                    .collect()
+            })
+        }))
     }
-    fn revoke_api_key(&self, _i: uuid::Uuid) -> BoxFuture<'_, StoreResult<bool>> {
-        todo_err()
+
+    fn revoke_api_key(&self, id: uuid::Uuid) -> BoxFuture<'_, StoreResult<bool>> {
+        Box::pin(self.with(move |conn| {
+            Box::pin(async move {
+                let id = id.as_bytes().to_vec();
+                conn.client
+                    .batch_execute("BEGIN")
+                    .await
+                    .map_err(unavailable)?;
+                let rows = conn
+                    .query(
+                        "SELECT record FROM api_keys WHERE id = $1 FOR UPDATE",
+                        &[&id],
+                    )
+                    .await
+                    .map_err(unavailable)?;
+                let Some(row) = rows.first() else {
+                    conn.client
+                        .batch_execute("ROLLBACK")
+                        .await
+                        .map_err(unavailable)?;
+                    return Ok(false);
+                };
+                let text: &str = row.try_get(0).map_err(unavailable)?;
+                let mut key: ApiKeyRecord = serde_json::from_str(text).map_err(unavailable)?;
+                key.revoked = true;
+                let text = serde_json::to_string(&key).map_err(unavailable)?;
+                conn.execute(
+                    "UPDATE api_keys SET record = $1 WHERE id = $2",
+                    &[&text, &id],
+                )
+                .await
+                .map_err(unavailable)?;
+                conn.client
+                    .batch_execute("COMMIT")
+                    .await
+                    .map_err(unavailable)?;
+                Ok(true)
+            })
+        }))
     }
-    fn inject_commit_failures(&self, _c: u32) {}
+
+    fn inject_commit_failures(&self, count: u32) {
+        self.faults.set(count);
+    }
 }

@@ -1,79 +1,560 @@
-//! sqlite store.
+//! The embedded store: one SQLite database, `points.db`, in a data directory.
+//!
+//! Opened with `journal_mode=WAL` and `synchronous=FULL`: a commit returns only once the
+//! write-ahead log is on disk. Schema (version 1):
+//!
+//! ```sql
+//! -- A programme's small integer handle keeps entry keys short.
+//! CREATE TABLE programs (handle INTEGER PRIMARY KEY, program_id BLOB NOT NULL UNIQUE,
+//!                        next_seq INTEGER NOT NULL, head BLOB NOT NULL);
+//! -- k = handle << 40 | sequence; body = Entry::encode(); fp = request fingerprint;
+//! -- idk = the first 8 bytes of the entry id (entry_by_id; collisions are checked).
+//! CREATE TABLE entries (k INTEGER PRIMARY KEY, req BLOB NOT NULL, fp BLOB NOT NULL,
+//!                       idk INTEGER NOT NULL, body BLOB NOT NULL);
+//! CREATE UNIQUE INDEX entries_request ON entries (k >> 40, req);
+//! CREATE INDEX entries_id ON entries (idk);
+//! CREATE TABLE checkpoints (handle INTEGER NOT NULL, next_seq INTEGER NOT NULL,
+//!                           head BLOB NOT NULL, snapshot BLOB NOT NULL,
+//!                           PRIMARY KEY (handle, next_seq));
+//! CREATE TABLE api_keys (id BLOB PRIMARY KEY, record TEXT NOT NULL);
+//! ```
+//!
+//! The `programs` row is the journal's head: each batch's transaction advances it with
+//! `UPDATE ... WHERE next_seq = expected`, so a second writer on the same file cannot
+//! interleave entries.
 
-use super::{BoxFuture, Checkpoint, Store, StoreError, StoreResult, StoredEntry};
+use super::{
+    decode_entry, id_key, BoxFuture, Checkpoint, Faults, Store, StoreError, StoreResult,
+    StoredEntry,
+};
 use crate::engine::ApiKeyRecord;
-use points_core::{EntryId, ProgramId};
+use points_core::{EntryId, Hash, ProgramId};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-/// sqlite store (work in progress).
-pub struct SqliteStore;
+/// The file name inside the data directory.
+pub const FILE_NAME: &str = "points.db";
 
-fn todo_err<'a, T: Send + 'a>() -> BoxFuture<'a, StoreResult<T>> {
-    Box::pin(std::future::ready(Err(StoreError::Unavailable(
-        "sqlite store not implemented yet".into(),
-    ))))
+/// Bits of an entry key that hold the sequence number.
+const SEQ_BITS: u32 = 40;
+const SEQ_MASK: i64 = (1 << SEQ_BITS) - 1;
+/// Idle read connections kept open.
+const READ_POOL: usize = 8;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS programs (handle INTEGER PRIMARY KEY, program_id BLOB NOT NULL UNIQUE,
+    next_seq INTEGER NOT NULL, head BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS entries (k INTEGER PRIMARY KEY, req BLOB NOT NULL, fp BLOB NOT NULL,
+    idk INTEGER NOT NULL, body BLOB NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS entries_request ON entries (k >> 40, req);
+CREATE INDEX IF NOT EXISTS entries_id ON entries (idk);
+CREATE TABLE IF NOT EXISTS checkpoints (handle INTEGER NOT NULL, next_seq INTEGER NOT NULL,
+    head BLOB NOT NULL, snapshot BLOB NOT NULL, PRIMARY KEY (handle, next_seq));
+CREATE TABLE IF NOT EXISTS api_keys (id BLOB PRIMARY KEY, record TEXT NOT NULL);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', 1);
+";
+
+struct Shared {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+    handles: RwLock<HashMap<ProgramId, i64>>,
+    faults: Faults,
+}
+
+/// Journals in an SQLite database.
+pub struct SqliteStore {
+    shared: Arc<Shared>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("sqlite: {e}"))
+}
+
+fn connect(path: &Path) -> StoreResult<Connection> {
+    let conn = Connection::open(path).map_err(unavailable)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(unavailable)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .map_err(unavailable)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(unavailable(format!("journal_mode is {mode}, not wal")));
+    }
+    conn.execute_batch("PRAGMA synchronous=FULL;")
+        .map_err(unavailable)?;
+    Ok(conn)
+}
+
+fn blob<'r>(row: &'r rusqlite::Row<'_>, index: usize) -> StoreResult<&'r [u8]> {
+    row.get_ref(index)
+        .map_err(unavailable)?
+        .as_blob()
+        .map_err(unavailable)
+}
+
+fn key(handle: i64, sequence: u64) -> StoreResult<i64> {
+    let seq = i64::try_from(sequence)
+        .ok()
+        .filter(|s| *s <= SEQ_MASK)
+        .ok_or_else(|| unavailable(format!("sequence {sequence} out of range")))?;
+    Ok((handle << SEQ_BITS) | seq)
+}
+
+fn sequence_of(k: i64) -> u64 {
+    (k & SEQ_MASK).unsigned_abs()
 }
 
 impl SqliteStore {
-    /// Opens the store.
-    pub async fn open_placeholder() -> anyhow::Result<Self> {
-        anyhow::bail!("sqlite store not implemented yet")
+    /// Opens (creating if needed) `dir/points.db`.
+    pub async fn open(dir: &Path) -> anyhow::Result<Self> {
+        let dir = dir.to_path_buf();
+        tokio::task::spawn_blocking(move || Self::open_blocking(&dir)).await?
     }
+
+    /// [`SqliteStore::open`] without a runtime.
+    pub fn open_blocking(dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(FILE_NAME);
+        let conn = connect(&path)?;
+        conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;"))?;
+        let version: i64 = conn.query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )?;
+        anyhow::ensure!(version == 1, "unsupported schema version {version}");
+        let mut handles = HashMap::new();
+        {
+            let mut stmt = conn.prepare("SELECT handle, program_id FROM programs")?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+            for row in rows {
+                let (handle, id) = row?;
+                let id = uuid::Uuid::from_slice(&id)?;
+                handles.insert(ProgramId::new(id)?, handle);
+            }
+        }
+        Ok(Self {
+            shared: Arc::new(Shared {
+                path,
+                writer: Mutex::new(conn),
+                readers: Mutex::new(Vec::new()),
+                handles: RwLock::new(handles),
+                faults: Faults::default(),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    fn blocking<'a, T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Shared) -> StoreResult<T> + Send + 'static,
+    ) -> BoxFuture<'a, StoreResult<T>> {
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || f(&shared))
+                .await
+                .map_err(|e| unavailable(format!("task failed: {e}")))?
+        })
+    }
+}
+
+impl Shared {
+    fn handle(&self, program: ProgramId) -> Option<i64> {
+        self.handles
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&program)
+            .copied()
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&mut Connection) -> StoreResult<T>) -> StoreResult<T> {
+        let mut conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut conn)
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        let pooled = self
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => connect(&self.path).map_err(unavailable)?,
+        };
+        let result = f(&conn);
+        let mut pool = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
+        if pool.len() < READ_POOL {
+            pool.push(conn);
+        }
+        result
+    }
+
+    fn read_entries(&self, handle: i64, from: u64, limit: usize) -> StoreResult<Vec<StoredEntry>> {
+        let Ok(from_key) = key(handle, from) else {
+            return Ok(Vec::new());
+        };
+        let end_key = (handle + 1) << SEQ_BITS;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT k, fp, body FROM entries WHERE k >= ?1 AND k < ?2 ORDER BY k LIMIT ?3",
+                )
+                .map_err(unavailable)?;
+            let mut rows = stmt
+                .query(params![from_key, end_key, limit])
+                .map_err(unavailable)?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(unavailable)? {
+                let k: i64 = row.get(0).map_err(unavailable)?;
+                let fp = blob(row, 1)?;
+                let body = blob(row, 2)?;
+                out.push(decode_entry(sequence_of(k), body, fp)?);
+            }
+            Ok(out)
+        })
+    }
+}
+
+fn genesis_program(genesis: &StoredEntry) -> StoreResult<ProgramId> {
+    match genesis.entry.event() {
+        points_core::Event::ProgramOpened(spec) if genesis.entry.sequence() == 0 => Ok(spec.id()),
+        _ => Err(unavailable("not a genesis entry")),
+    }
+}
+
+/// One entry's row values.
+struct Row {
+    seq: u64,
+    req: [u8; 16],
+    fp: [u8; 16],
+    idk: i64,
+    body: Vec<u8>,
+}
+
+fn row(stored: &StoredEntry) -> Row {
+    Row {
+        seq: stored.entry.sequence(),
+        req: uuid::Uuid::from(stored.entry.request_id()).into_bytes(),
+        fp: stored.fingerprint,
+        idk: id_key(stored.entry.id()),
+        body: stored.entry.encode(),
+    }
+}
+
+fn insert_rows(tx: &rusqlite::Transaction<'_>, handle: i64, rows: &[Row]) -> StoreResult<()> {
+    let mut stmt = tx
+        .prepare_cached("INSERT INTO entries (k, req, fp, idk, body) VALUES (?1, ?2, ?3, ?4, ?5)")
+        .map_err(unavailable)?;
+    for r in rows {
+        stmt.execute(params![key(handle, r.seq)?, r.req, r.fp, r.idk, r.body])
+            .map_err(unavailable)?;
+    }
+    Ok(())
 }
 
 impl Store for SqliteStore {
     fn kind(&self) -> &'static str {
         "sqlite"
     }
+
     fn program_ids(&self) -> BoxFuture<'_, StoreResult<Vec<ProgramId>>> {
-        todo_err()
+        let mut ids: Vec<ProgramId> = self
+            .shared
+            .handles
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .copied()
+            .collect();
+        ids.sort();
+        Box::pin(std::future::ready(Ok(ids)))
     }
+
     fn create_program<'a>(
         &'a self,
-        _g: &'a StoredEntry,
+        genesis: &'a StoredEntry,
     ) -> BoxFuture<'a, StoreResult<Option<StoredEntry>>> {
-        todo_err()
+        let program = match genesis_program(genesis) {
+            Ok(p) => p,
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
+        let genesis_row = row(genesis);
+        let head = genesis.entry.hash().0;
+        self.blocking(move |shared| {
+            if let Some(handle) = shared.handle(program) {
+                return Ok(shared.read_entries(handle, 0, 1)?.into_iter().next());
+            }
+            let handle = shared.write(|conn| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(unavailable)?;
+                let id = uuid::Uuid::from(program).into_bytes();
+                let existing: Option<i64> = tx
+                    .query_row(
+                        "SELECT handle FROM programs WHERE program_id = ?1",
+                        [id],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(unavailable)?;
+                if let Some(handle) = existing {
+                    return Ok(Err(handle));
+                }
+                let handle: i64 = tx
+                    .query_row("SELECT COALESCE(MAX(handle), 0) + 1 FROM programs", [], |r| {
+                        r.get(0)
+                    })
+                    .map_err(unavailable)?;
+                tx.execute(
+                    "INSERT INTO programs (handle, program_id, next_seq, head) VALUES (?1, ?2, 1, ?3)",
+                    params![handle, id, head],
+                )
+                .map_err(unavailable)?;
+                insert_rows(&tx, handle, std::slice::from_ref(&genesis_row))?;
+                tx.commit().map_err(unavailable)?;
+                Ok(Ok(handle))
+            })?;
+            match handle {
+                Ok(handle) => {
+                    shared
+                        .handles
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(program, handle);
+                    Ok(None)
+                }
+                Err(handle) => {
+                    shared
+                        .handles
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(program, handle);
+                    Ok(shared.read_entries(handle, 0, 1)?.into_iter().next())
+                }
+            }
+        })
     }
+
     fn append<'a>(
         &'a self,
-        _p: ProgramId,
-        _n: u64,
-        _e: &'a [StoredEntry],
+        program: ProgramId,
+        expected_next: u64,
+        entries: &'a [StoredEntry],
     ) -> BoxFuture<'a, StoreResult<()>> {
-        todo_err()
+        let rows: Vec<Row> = entries.iter().map(row).collect();
+        let new_next = expected_next + rows.len() as u64;
+        let head: Option<Hash> = entries.last().map(|e| e.entry.hash());
+        self.blocking(move |shared| {
+            let Some(head) = head else { return Ok(()) };
+            let handle = shared
+                .handle(program)
+                .ok_or_else(|| unavailable("unknown programme"))?;
+            let (Ok(old), Ok(new)) = (i64::try_from(expected_next), i64::try_from(new_next)) else {
+                return Err(unavailable("sequence out of range"));
+            };
+            shared.write(|conn| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(unavailable)?;
+                let advanced = tx
+                    .prepare_cached(
+                        "UPDATE programs SET next_seq = ?1, head = ?2 WHERE handle = ?3 AND next_seq = ?4",
+                    )
+                    .and_then(|mut s| s.execute(params![new, head.0, handle, old]))
+                    .map_err(unavailable)?;
+                if advanced != 1 {
+                    return Err(StoreError::Conflict);
+                }
+                insert_rows(&tx, handle, &rows)?;
+                if shared.faults.take() {
+                    // Dropping the transaction rolls it back.
+                    return Err(unavailable("injected commit failure"));
+                }
+                tx.commit().map_err(unavailable)
+            })
+        })
     }
+
     fn read_entries(
         &self,
-        _p: ProgramId,
-        _f: u64,
-        _l: usize,
+        program: ProgramId,
+        from_sequence: u64,
+        limit: usize,
     ) -> BoxFuture<'_, StoreResult<Vec<StoredEntry>>> {
-        todo_err()
+        self.blocking(move |shared| match shared.handle(program) {
+            Some(handle) => shared.read_entries(handle, from_sequence, limit),
+            None => Ok(Vec::new()),
+        })
     }
+
     fn entry_by_id(
         &self,
-        _p: ProgramId,
-        _i: EntryId,
+        program: ProgramId,
+        id: EntryId,
     ) -> BoxFuture<'_, StoreResult<Option<StoredEntry>>> {
-        todo_err()
+        self.blocking(move |shared| {
+            let Some(handle) = shared.handle(program) else {
+                return Ok(None);
+            };
+            shared.read(|conn| {
+                let mut stmt = conn
+                    .prepare_cached("SELECT k, fp, body FROM entries WHERE idk = ?1")
+                    .map_err(unavailable)?;
+                let mut rows = stmt.query([id_key(id)]).map_err(unavailable)?;
+                while let Some(row) = rows.next().map_err(unavailable)? {
+                    let k: i64 = row.get(0).map_err(unavailable)?;
+                    if k >> SEQ_BITS != handle {
+                        continue;
+                    }
+                    let fp = blob(row, 1)?;
+                    let body = blob(row, 2)?;
+                    let stored = decode_entry(sequence_of(k), body, fp)?;
+                    if stored.entry.id() == id {
+                        return Ok(Some(stored));
+                    }
+                }
+                Ok(None)
+            })
+        })
     }
-    fn latest_checkpoint(&self, _p: ProgramId) -> BoxFuture<'_, StoreResult<Option<Checkpoint>>> {
-        todo_err()
+
+    fn latest_checkpoint(
+        &self,
+        program: ProgramId,
+    ) -> BoxFuture<'_, StoreResult<Option<Checkpoint>>> {
+        self.blocking(move |shared| {
+            let Some(handle) = shared.handle(program) else {
+                return Ok(None);
+            };
+            shared.read(|conn| {
+                let found = conn
+                    .query_row(
+                        "SELECT next_seq, head, snapshot FROM checkpoints WHERE handle = ?1 ORDER BY next_seq DESC LIMIT 1",
+                        [handle],
+                        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, Vec<u8>>(2)?)),
+                    )
+                    .optional()
+                    .map_err(unavailable)?;
+                let Some((next, head, snapshot)) = found else {
+                    return Ok(None);
+                };
+                let head: [u8; 32] = head
+                    .try_into()
+                    .map_err(|_| unavailable("checkpoint head is not 32 bytes"))?;
+                Ok(Some(Checkpoint {
+                    next_sequence: next.unsigned_abs(),
+                    head_hash: Hash(head),
+                    snapshot,
+                }))
+            })
+        })
     }
+
     fn put_checkpoint<'a>(
         &'a self,
-        _p: ProgramId,
-        _c: &'a Checkpoint,
+        program: ProgramId,
+        checkpoint: &'a Checkpoint,
     ) -> BoxFuture<'a, StoreResult<()>> {
-        todo_err()
+        let checkpoint = checkpoint.clone();
+        self.blocking(move |shared| {
+            let handle = shared
+                .handle(program)
+                .ok_or_else(|| unavailable("unknown programme"))?;
+            let next = i64::try_from(checkpoint.next_sequence).map_err(unavailable)?;
+            shared.write(|conn| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(unavailable)?;
+                tx.execute(
+                    "INSERT OR REPLACE INTO checkpoints (handle, next_seq, head, snapshot) VALUES (?1, ?2, ?3, ?4)",
+                    params![handle, next, checkpoint.head_hash.0, checkpoint.snapshot],
+                )
+                .map_err(unavailable)?;
+                tx.execute(
+                    "DELETE FROM checkpoints WHERE handle = ?1 AND next_seq NOT IN \
+                     (SELECT next_seq FROM checkpoints WHERE handle = ?1 ORDER BY next_seq DESC LIMIT 2)",
+                    [handle],
+                )
+                .map_err(unavailable)?;
+                tx.commit().map_err(unavailable)
+            })
+        })
     }
-    fn put_api_key(&self, _k: ApiKeyRecord) -> BoxFuture<'_, StoreResult<()>> {
-        todo_err()
+
+    fn put_api_key(&self, key: ApiKeyRecord) -> BoxFuture<'_, StoreResult<()>> {
+        self.blocking(move |shared| {
+            let record = serde_json::to_string(&key).map_err(unavailable)?;
+            shared.write(|conn| {
+                conn.execute(
+                    "INSERT OR REPLACE INTO api_keys (id, record) VALUES (?1, ?2)",
+                    params![key.id.into_bytes(), record],
+                )
+                .map_err(unavailable)?;
+                Ok(())
+            })
+        })
     }
+
     fn api_keys(&self) -> BoxFuture<'_, StoreResult<Vec<ApiKeyRecord>>> {
-        todo_err()
+        self.blocking(|shared| {
+            shared.read(|conn| {
+                let mut stmt = conn
+                    .prepare_cached("SELECT record FROM api_keys ORDER BY id")
+                    .map_err(unavailable)?;
+                let rows = stmt
+                    .query_map([], |r| r.get::<_, String>(0))
+                    .map_err(unavailable)?;
+                let mut out = Vec::new();
+                for row in rows {
+                    let text = row.map_err(unavailable)?;
+                    out.push(serde_json::from_str(&text).map_err(unavailable)?);
+                }
+                Ok(out)
+            })
+        })
     }
-    fn revoke_api_key(&self, _i: uuid::Uuid) -> BoxFuture<'_, StoreResult<bool>> {
-        todo_err()
+
+    fn revoke_api_key(&self, id: uuid::Uuid) -> BoxFuture<'_, StoreResult<bool>> {
+        self.blocking(move |shared| {
+            shared.write(|conn| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(unavailable)?;
+                let text: Option<String> = tx
+                    .query_row(
+                        "SELECT record FROM api_keys WHERE id = ?1",
+                        [id.into_bytes()],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(unavailable)?;
+                let Some(text) = text else { return Ok(false) };
+                let mut key: ApiKeyRecord = serde_json::from_str(&text).map_err(unavailable)?;
+                key.revoked = true;
+                let text = serde_json::to_string(&key).map_err(unavailable)?;
+                tx.execute(
+                    "UPDATE api_keys SET record = ?1 WHERE id = ?2",
+                    params![text, id.into_bytes()],
+                )
+                .map_err(unavailable)?;
+                tx.commit().map_err(unavailable)?;
+                Ok(true)
+            })
+        })
     }
-    fn inject_commit_failures(&self, _c: u32) {}
+
+    fn inject_commit_failures(&self, count: u32) {
+        self.shared.faults.set(count);
+    }
 }

@@ -1,0 +1,764 @@
+//! One conformance suite for every store (memory, SQLite, PostgreSQL), plus store-specific
+//! failure tests: a corrupted journal byte, a failed commit, and two engines sharing one
+//! PostgreSQL database.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use points_core::{
+    ActivityInput, Actor, ActorId, Applied, Command, Event, MemberId, MemberKind, MerchantId,
+    MerchantKind, OrgLevel, OrgUnitId, ProgramId, ProgramSpec, Rejection, Request, RequestId,
+    RuleInput, Scale, ServiceInput, TimeKind, Timestamp,
+};
+use points_grpc::engine::{ApiKeyRecord, ApiRole, Engine, EngineError, EngineOptions, StoreConfig};
+use points_grpc::store::memory::MemoryStore;
+use points_grpc::store::Store;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const T0: i64 = 1_790_000_000_000;
+
+fn uid() -> uuid::Uuid {
+    uuid::Uuid::new_v4()
+}
+
+fn rid() -> RequestId {
+    RequestId::new(uid()).unwrap()
+}
+
+/// A programme with one community, `members` members holding 100 points each, one merchant.
+struct Fixture {
+    program: ProgramId,
+    spec: ProgramSpec,
+    admin: Actor,
+    till: Actor,
+    merchant: MerchantId,
+    members: Vec<MemberId>,
+}
+
+impl Fixture {
+    fn new(members: usize) -> Self {
+        let program = ProgramId::new(uid()).unwrap();
+        let merchant = MerchantId::new(uid()).unwrap();
+        Fixture {
+            program,
+            spec: ProgramSpec::new(
+                program,
+                "Donghu volunteer points",
+                "points",
+                Scale::new(2).unwrap(),
+            ),
+            admin: Actor::Admin {
+                id: ActorId::new(uid()).unwrap(),
+            },
+            till: Actor::Merchant {
+                id: ActorId::new(uid()).unwrap(),
+                merchant,
+            },
+            merchant,
+            members: (0..members)
+                .map(|_| MemberId::new(uid()).unwrap())
+                .collect(),
+        }
+    }
+
+    fn request(&self, actor: Actor, command: Command) -> Request {
+        Request {
+            request_id: rid(),
+            actor,
+            command,
+        }
+    }
+
+    fn redeem(&self, member: MemberId, amount: &str) -> Request {
+        self.request(
+            self.till,
+            Command::Redeem {
+                member,
+                merchant: self.merchant,
+                amount: amount.parse().unwrap(),
+            },
+        )
+    }
+
+    /// Creates the programme and gives every member 100 points.
+    async fn set_up(&self, engine: &Engine) {
+        let created = engine
+            .create_program(
+                self.spec.clone(),
+                rid(),
+                self.admin,
+                Timestamp::from_millis(T0),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(created, Applied::New(_)));
+        let community = OrgUnitId::new(uid()).unwrap();
+        let activity = points_core::ActivityId::new(uid()).unwrap();
+        let mut setup = vec![
+            self.request(
+                self.admin,
+                Command::CreateOrgUnit {
+                    id: community,
+                    parent: None,
+                    name: "Donghu".into(),
+                    level: OrgLevel::Community,
+                },
+            ),
+            self.request(
+                self.admin,
+                Command::RegisterMerchant {
+                    id: self.merchant,
+                    org_unit: community,
+                    name: "Corner cafe".into(),
+                    kind: MerchantKind::Partner,
+                },
+            ),
+            self.request(
+                self.admin,
+                Command::DefineActivity(ActivityInput {
+                    id: activity,
+                    org_unit: community,
+                    name: "Patrol".into(),
+                    category: "patrol".into(),
+                    rule: RuleInput::PerOccasion("100".parse().unwrap()),
+                    coefficient: "1".parse().unwrap(),
+                    max_minutes_per_occasion: None,
+                    daily_points_cap: None,
+                    time_kind: TimeKind::Credit,
+                }),
+            ),
+        ];
+        for &m in &self.members {
+            setup.push(self.request(
+                self.admin,
+                Command::EnrolMember {
+                    id: m,
+                    home: community,
+                    kind: MemberKind::Resident,
+                    dual_registration: false,
+                    card_code: None,
+                },
+            ));
+        }
+        let now = Timestamp::from_millis(T0 + 1000);
+        for r in engine.submit_many_at(self.program, setup, now).await {
+            assert!(matches!(r, Ok(Applied::New(_))), "{r:?}");
+        }
+        let records = self
+            .members
+            .iter()
+            .map(|&member| ServiceInput {
+                member,
+                activity,
+                org_unit: community,
+                started_at: Timestamp::from_millis(T0 - 3_600_000),
+                minutes: 60,
+            })
+            .collect();
+        let recorded = engine
+            .submit_at(
+                self.program,
+                self.request(self.admin, Command::RecordService { records }),
+                now,
+            )
+            .await
+            .unwrap();
+        let Applied::New(entry) = recorded else {
+            panic!("not new")
+        };
+        let Event::ServiceRecorded { records } = entry.event() else {
+            panic!("not recorded")
+        };
+        let ids = records.iter().map(|r| r.id).collect();
+        let approved = engine
+            .submit_at(
+                self.program,
+                self.request(self.admin, Command::ApproveService { records: ids }),
+                now,
+            )
+            .await;
+        assert!(matches!(approved, Ok(Applied::New(_))), "{approved:?}");
+    }
+
+    fn available(&self, engine: &Engine, member: MemberId) -> String {
+        engine
+            .read(self.program, |l| {
+                let b = l
+                    .balance(member, Timestamp::from_millis(T0 + 10_000))
+                    .unwrap();
+                b.available.to_decimal(l.spec().scale()).to_string()
+            })
+            .unwrap()
+    }
+}
+
+/// How a suite reopens "the same" store.
+enum Backend {
+    Memory(Arc<MemoryStore>),
+    Config(StoreConfig),
+}
+
+impl Backend {
+    async fn open(&self, options: EngineOptions) -> anyhow::Result<Engine> {
+        match self {
+            Backend::Memory(store) => {
+                Engine::open_with_store(store.clone() as Arc<dyn Store>, options).await
+            }
+            Backend::Config(config) => Engine::open(config.clone(), options).await,
+        }
+    }
+}
+
+fn options(snapshot_every: u64) -> EngineOptions {
+    EngineOptions {
+        max_batch: 64,
+        snapshot_every,
+    }
+}
+
+/// The suite every store must pass.
+async fn conformance(backend: Backend) {
+    let started = Instant::now();
+    let engine = backend.open(options(7)).await.unwrap();
+    let f = Fixture::new(5);
+
+    // Unknown programmes.
+    assert!(matches!(
+        engine.submit(f.program, f.redeem(f.members[0], "1")).await,
+        Err(EngineError::UnknownProgram)
+    ));
+
+    // Creating a programme is idempotent on its request id.
+    let create_id = rid();
+    let now = Timestamp::from_millis(T0);
+    let first = engine
+        .create_program(f.spec.clone(), create_id, f.admin, now)
+        .await
+        .unwrap();
+    assert!(matches!(first, Applied::New(ref e) if e.sequence() == 0));
+    let again = engine
+        .create_program(f.spec.clone(), create_id, f.admin, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        Applied::Duplicate {
+            sequence: 0,
+            id: first.entry_id()
+        }
+    );
+    let other = ProgramSpec::new(f.program, "Another", "points", Scale::new(0).unwrap());
+    assert!(matches!(
+        engine.create_program(other, rid(), f.admin, now).await,
+        Err(EngineError::Rejected(Rejection::AlreadyExists))
+    ));
+    assert!(engine.programs().iter().any(|s| s.id() == f.program));
+
+    // Set the programme up on a second fixture sharing nothing with the first.
+    let f = Fixture::new(5);
+    let mut events = {
+        let created = engine
+            .create_program(f.spec.clone(), rid(), f.admin, now)
+            .await
+            .unwrap();
+        assert!(matches!(created, Applied::New(_)));
+        engine.subscribe(f.program).unwrap()
+    };
+    // (set_up creates the programme itself; use a fresh fixture for the rest.)
+    let g = Fixture::new(5);
+    g.set_up(&engine).await;
+    let mut events_g = engine.subscribe(g.program).unwrap();
+
+    // Redemptions, a retry, a reused id and an overdraft.
+    let redemptions: Vec<Request> = g.members.iter().map(|&m| g.redeem(m, "12.50")).collect();
+    let at = Timestamp::from_millis(T0 + 2000);
+    let results = engine
+        .submit_many_at(g.program, redemptions.clone(), at)
+        .await;
+    assert_eq!(results.len(), redemptions.len());
+    let sequences: Vec<u64> = results
+        .iter()
+        .map(|r| r.as_ref().unwrap().sequence())
+        .collect();
+    for (r, s) in results.iter().zip(&sequences) {
+        assert!(matches!(r, Ok(Applied::New(e)) if e.sequence() == *s));
+    }
+    for s in &sequences {
+        let got = tokio::time::timeout(Duration::from_secs(5), events_g.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.sequence(), *s);
+    }
+    let retry = engine
+        .submit_at(g.program, redemptions[0].clone(), at)
+        .await
+        .unwrap();
+    assert_eq!(
+        retry,
+        Applied::Duplicate {
+            sequence: sequences[0],
+            id: results[0].as_ref().unwrap().entry_id()
+        }
+    );
+    let mut reused = g.redeem(g.members[0], "1");
+    reused.request_id = redemptions[0].request_id;
+    assert!(matches!(
+        engine.submit_at(g.program, reused.clone(), at).await,
+        Err(EngineError::Rejected(Rejection::RequestIdReused))
+    ));
+    assert!(matches!(
+        engine
+            .submit_at(g.program, g.redeem(g.members[1], "90"), at)
+            .await,
+        Err(EngineError::Rejected(Rejection::InsufficientPoints))
+    ));
+    assert_eq!(g.available(&engine, g.members[0]), "87.50");
+
+    // Entries: paging and lookup by id.
+    let total = engine.read(g.program, |l| l.next_sequence()).unwrap();
+    let mut paged = Vec::new();
+    while (paged.len() as u64) < total {
+        let page = engine
+            .entries(g.program, paged.len() as u64, 4)
+            .await
+            .unwrap();
+        assert!(!page.is_empty() && page.len() <= 4);
+        paged.extend(page);
+    }
+    assert!(engine
+        .entries(g.program, total, 4)
+        .await
+        .unwrap()
+        .is_empty());
+    for (i, e) in paged.iter().enumerate() {
+        assert_eq!(e.sequence(), i as u64);
+    }
+    let last = paged.last().unwrap().clone();
+    assert_eq!(
+        last.hash(),
+        engine.read(g.program, |l| l.head_hash()).unwrap()
+    );
+    assert_eq!(
+        engine
+            .entry_by_id(g.program, paged[3].id())
+            .await
+            .unwrap()
+            .as_ref(),
+        Some(&paged[3])
+    );
+    assert_eq!(
+        engine.entry_by_id(f.program, paged[3].id()).await.unwrap(),
+        None
+    );
+
+    // API keys.
+    let key = ApiKeyRecord {
+        id: uid(),
+        label: "cafe till".into(),
+        role: ApiRole::Merchant,
+        program: Some(g.program),
+        org_unit: None,
+        merchant: Some(g.merchant),
+        secret_hash: *blake3::hash(b"secret").as_bytes(),
+        created_at_ms: T0,
+        revoked: false,
+    };
+    engine.put_api_key(key.clone()).await.unwrap();
+    let keys = engine.api_keys().await.unwrap();
+    assert!(keys.contains(&key));
+    assert!(engine.revoke_api_key(key.id).await.unwrap());
+    assert!(!engine.revoke_api_key(uid()).await.unwrap());
+    let revoked = engine
+        .api_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|k| k.id == key.id)
+        .unwrap();
+    assert!(revoked.revoked);
+
+    // Chain and audit.
+    let chain = engine.verify_chain(g.program).await.unwrap();
+    assert_eq!(chain.first_bad, None);
+    assert_eq!(chain.entries_checked, total);
+    assert_eq!(chain.head_hash, last.hash());
+    let audit = engine.audit(g.program).await.unwrap();
+    assert!(audit.is_clean(), "{:?}", audit.breaches);
+    assert_eq!(audit.entries_checked, total);
+    assert!(events.try_recv().is_err());
+
+    // Reopen: same head, balances, entries; retries still deduplicated, reused ids still
+    // refused (from the checkpoint and from the journal after it).
+    let balances: Vec<String> = g.members.iter().map(|&m| g.available(&engine, m)).collect();
+    engine.shutdown().await;
+    drop(engine);
+    let engine = backend.open(options(7)).await.unwrap();
+    assert_eq!(
+        engine.read(g.program, |l| l.head_hash()).unwrap(),
+        last.hash()
+    );
+    assert_eq!(
+        engine.read(g.program, |l| l.next_sequence()).unwrap(),
+        total
+    );
+    let reopened: Vec<String> = g.members.iter().map(|&m| g.available(&engine, m)).collect();
+    assert_eq!(balances, reopened);
+    let retry = engine
+        .submit_at(g.program, redemptions[4].clone(), at)
+        .await
+        .unwrap();
+    assert_eq!(retry.sequence(), sequences[4]);
+    for r in [&redemptions[0], &redemptions[4]] {
+        let mut reused = g.redeem(g.members[2], "1");
+        reused.request_id = r.request_id;
+        assert!(matches!(
+            engine.submit_at(g.program, reused, at).await,
+            Err(EngineError::Rejected(Rejection::RequestIdReused))
+        ));
+    }
+    assert_eq!(engine.entries(g.program, 0, 1000).await.unwrap(), paged);
+    let more = engine
+        .submit_at(g.program, g.redeem(g.members[0], "7.50"), at)
+        .await
+        .unwrap();
+    assert_eq!(more.sequence(), total);
+    assert_eq!(g.available(&engine, g.members[0]), "80.00");
+    let audit = engine.audit(g.program).await.unwrap();
+    assert!(audit.is_clean(), "{:?}", audit.breaches);
+    assert_eq!(
+        engine
+            .verify_chain(g.program)
+            .await
+            .unwrap()
+            .entries_checked,
+        total + 1
+    );
+    engine.shutdown().await;
+    eprintln!(
+        "conformance on {:?} passed in {:?}",
+        kind(&backend),
+        started.elapsed()
+    );
+}
+
+fn kind(backend: &Backend) -> &'static str {
+    match backend {
+        Backend::Memory(_) => "memory",
+        Backend::Config(StoreConfig::Memory) => "memory",
+        Backend::Config(StoreConfig::Sqlite { .. }) => "sqlite",
+        Backend::Config(StoreConfig::Postgres { .. }) => "postgres",
+    }
+}
+
+/// The PostgreSQL test database with a fresh schema of its own (so tests run in parallel and
+/// each one applies the migrations), or `None` (after a notice) when it cannot be reached and
+/// `POINTS_REQUIRE_POSTGRES` is not `1`.
+async fn postgres() -> Option<StoreConfig> {
+    let url = std::env::var("POINTS_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/points_test".into());
+    let reached = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_postgres::connect(&url, tokio_postgres::NoTls),
+    )
+    .await;
+    match reached {
+        Ok(Ok((client, connection))) => {
+            tokio::spawn(connection);
+            let schema = format!("points_test_{}", uid().simple());
+            client
+                .batch_execute(&format!("CREATE SCHEMA {schema}"))
+                .await
+                .unwrap();
+            let sep = if url.contains('?') { '&' } else { '?' };
+            Some(StoreConfig::Postgres {
+                url: format!("{url}{sep}options=-csearch_path%3D{schema}"),
+            })
+        }
+        other => {
+            let why = match other {
+                Ok(Err(e)) => e.to_string(),
+                _ => "timed out".into(),
+            };
+            if std::env::var("POINTS_REQUIRE_POSTGRES").as_deref() == Ok("1") {
+                panic!("no PostgreSQL at {url}: {why}");
+            }
+            eprintln!("skipping: no PostgreSQL at {url} ({why})");
+            None
+        }
+    }
+}
+
+/// Drops the schema [`postgres`] made.
+async fn drop_schema(config: &StoreConfig) {
+    let StoreConfig::Postgres { url } = config else {
+        return;
+    };
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let schema: String = client
+        .query_one("SELECT current_schema()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(schema.starts_with("points_test_"));
+    client
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn memory_conformance() {
+    conformance(Backend::Memory(Arc::new(MemoryStore::new()))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_conformance() {
+    let dir = tempfile::tempdir().unwrap();
+    conformance(Backend::Config(StoreConfig::Sqlite {
+        dir: dir.path().to_path_buf(),
+    }))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_conformance() {
+    let Some(config) = postgres().await else {
+        return;
+    };
+    conformance(Backend::Config(config)).await;
+}
+
+/// Flips the last byte (inside the stored hash) of entry `sequence`'s blob.
+fn corrupt_sqlite_entry(dir: &std::path::Path, sequence: i64) {
+    let conn = rusqlite::Connection::open(dir.join("points.db")).unwrap();
+    let (k, mut body): (i64, Vec<u8>) = conn
+        .query_row(
+            "SELECT k, body FROM entries WHERE k & ((1 << 40) - 1) = ?1",
+            [sequence],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let last = body.len() - 1;
+    body[last] ^= 0x01;
+    conn.execute(
+        "UPDATE entries SET body = ?1 WHERE k = ?2",
+        rusqlite::params![body, k],
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_corrupt_entry_stops_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig::Sqlite {
+        dir: dir.path().to_path_buf(),
+    };
+    let engine = Engine::open(config.clone(), options(1_000)).await.unwrap();
+    let f = Fixture::new(3);
+    f.set_up(&engine).await;
+    let at = Timestamp::from_millis(T0 + 2000);
+    let redemptions = f.members.iter().map(|&m| f.redeem(m, "5")).collect();
+    engine.submit_many_at(f.program, redemptions, at).await;
+    engine.shutdown().await;
+    drop(engine);
+
+    corrupt_sqlite_entry(dir.path(), 7);
+    let err = Engine::open(config.clone(), options(1_000))
+        .await
+        .err()
+        .expect("a corrupt journal must stop start-up");
+    let message = format!("{err:#}");
+    assert!(message.contains("entry 7"), "{message}");
+    assert!(message.contains(&f.program.to_string()), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_corrupt_entry_before_checkpoint_is_found_by_verify_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig::Sqlite {
+        dir: dir.path().to_path_buf(),
+    };
+    let engine = Engine::open(config.clone(), options(4)).await.unwrap();
+    let f = Fixture::new(3);
+    f.set_up(&engine).await;
+    let at = Timestamp::from_millis(T0 + 2000);
+    for &m in &f.members {
+        engine
+            .submit_at(f.program, f.redeem(m, "5"), at)
+            .await
+            .unwrap();
+    }
+    engine.shutdown().await;
+    drop(engine);
+    corrupt_sqlite_entry(dir.path(), 2);
+    // Start-up resumes from the checkpoint, so it does not see entry 2; the full check does.
+    let engine = Engine::open(config, options(4)).await.unwrap();
+    let chain = engine.verify_chain(f.program).await.unwrap();
+    let (seq, why) = chain.first_bad.unwrap();
+    assert_eq!(seq, 2, "{why}");
+    assert_eq!(chain.entries_checked, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_failed_commit_acknowledges_nothing_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig::Sqlite {
+        dir: dir.path().to_path_buf(),
+    };
+    let engine = Engine::open(config.clone(), options(1_000)).await.unwrap();
+    let f = Fixture::new(4);
+    f.set_up(&engine).await;
+    let at = Timestamp::from_millis(T0 + 2000);
+    let head = engine.read(f.program, |l| l.head_hash()).unwrap();
+    let mut events = engine.subscribe(f.program).unwrap();
+
+    engine.inject_commit_failures(1);
+    let failed: Vec<Request> = f.members.iter().map(|&m| f.redeem(m, "60")).collect();
+    let results = engine.submit_many_at(f.program, failed.clone(), at).await;
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Err(EngineError::Unavailable(_)))),
+        "{results:?}"
+    );
+    // Nothing visible, nothing broadcast, reads still work.
+    assert_eq!(engine.read(f.program, |l| l.head_hash()).unwrap(), head);
+    assert_eq!(f.available(&engine, f.members[0]), "100.00");
+    assert!(events.try_recv().is_err());
+    assert!(!engine.is_read_only(f.program).unwrap());
+
+    // The same requests succeed on retry (they were never acknowledged), exactly once.
+    let results = engine.submit_many_at(f.program, failed.clone(), at).await;
+    assert!(
+        results.iter().all(|r| matches!(r, Ok(Applied::New(_)))),
+        "{results:?}"
+    );
+    let results = engine.submit_many_at(f.program, failed, at).await;
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Ok(Applied::Duplicate { .. }))),
+        "{results:?}"
+    );
+    assert_eq!(f.available(&engine, f.members[0]), "40.00");
+    let head = engine.read(f.program, |l| l.head_hash()).unwrap();
+    engine.shutdown().await;
+    drop(engine);
+
+    let engine = Engine::open(config, options(1_000)).await.unwrap();
+    assert_eq!(engine.read(f.program, |l| l.head_hash()).unwrap(), head);
+    assert_eq!(f.available(&engine, f.members[3]), "40.00");
+    let audit = engine.audit(f.program).await.unwrap();
+    assert!(audit.is_clean(), "{:?}", audit.breaches);
+}
+
+#[tokio::test]
+async fn memory_failed_commit_acknowledges_nothing() {
+    let store = Arc::new(MemoryStore::new());
+    let engine = Engine::open_with_store(store.clone() as Arc<dyn Store>, options(1_000))
+        .await
+        .unwrap();
+    let f = Fixture::new(2);
+    f.set_up(&engine).await;
+    let at = Timestamp::from_millis(T0 + 2000);
+    engine.inject_commit_failures(1);
+    let r = engine
+        .submit_at(f.program, f.redeem(f.members[0], "1"), at)
+        .await;
+    assert!(matches!(r, Err(EngineError::Unavailable(_))), "{r:?}");
+    assert_eq!(f.available(&engine, f.members[0]), "100.00");
+    let audit = engine.audit(f.program).await.unwrap();
+    assert!(audit.is_clean(), "{:?}", audit.breaches);
+}
+
+/// Two engines (two server processes) on one database redeem from the same members at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_servers_never_overdraw() {
+    let Some(config) = postgres().await else {
+        return;
+    };
+    let a = Engine::open(config.clone(), EngineOptions::default())
+        .await
+        .unwrap();
+    let b = Engine::open(config.clone(), EngineOptions::default())
+        .await
+        .unwrap();
+    let f = Arc::new(Fixture::new(6));
+    f.set_up(&a).await;
+    let at = Timestamp::from_millis(T0 + 2000);
+
+    // Each member has 100 points; each server tries 5 redemptions of 30 per member, one at a
+    // time and in batches: at most 3 per member can succeed overall.
+    let mut tasks = Vec::new();
+    for engine in [a.clone(), b.clone()] {
+        for round in 0..5 {
+            let f = f.clone();
+            let engine = engine.clone();
+            tasks.push(tokio::spawn(async move {
+                let requests: Vec<Request> = f.members.iter().map(|&m| f.redeem(m, "30")).collect();
+                let results = if round % 2 == 0 {
+                    engine.submit_many_at(f.program, requests.clone(), at).await
+                } else {
+                    let mut out = Vec::new();
+                    for r in requests.clone() {
+                        out.push(engine.submit_at(f.program, r, at).await);
+                    }
+                    out
+                };
+                // A retry on the other path must give the same answer.
+                let again = engine.submit_many_at(f.program, requests.clone(), at).await;
+                for (first, second) in results.iter().zip(&again) {
+                    match (first, second) {
+                        (Ok(x), Ok(y)) => assert_eq!(x.sequence(), y.sequence()),
+                        (Err(EngineError::Rejected(_)), _) => {}
+                        other => panic!("{other:?}"),
+                    }
+                }
+                requests
+                    .iter()
+                    .zip(results)
+                    .filter(|(_, r)| r.is_ok())
+                    .map(|(q, r)| (q.command.clone(), r.unwrap().sequence()))
+                    .collect::<Vec<_>>()
+            }));
+        }
+    }
+    let mut accepted = Vec::new();
+    for t in tasks {
+        accepted.extend(t.await.unwrap());
+    }
+    let mut sequences: Vec<u64> = accepted.iter().map(|(_, s)| *s).collect();
+    sequences.sort_unstable();
+    let before = sequences.len();
+    sequences.dedup();
+    assert_eq!(
+        before,
+        sequences.len(),
+        "two requests answered with one entry"
+    );
+    for &m in &f.members {
+        let n = accepted
+            .iter()
+            .filter(|(c, _)| matches!(c, Command::Redeem { member, .. } if *member == m))
+            .count();
+        assert_eq!(n, 3, "member {m}: {n} redemptions of 30 accepted from 100");
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+
+    let fresh = Engine::open(config.clone(), EngineOptions::default())
+        .await
+        .unwrap();
+    for &m in &f.members {
+        assert_eq!(f.available(&fresh, m), "10.00");
+    }
+    let audit = fresh.audit(f.program).await.unwrap();
+    assert!(audit.is_clean(), "{:?}", audit.breaches);
+    assert_eq!(fresh.verify_chain(f.program).await.unwrap().first_bad, None);
+    fresh.shutdown().await;
+    drop_schema(&config).await;
+}
