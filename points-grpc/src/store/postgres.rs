@@ -158,10 +158,28 @@ impl Pool {
     }
 }
 
-/// Journals in a PostgreSQL database.
-pub struct PostgresStore {
-    pool: Arc<Pool>,
+struct PgShared {
+    pool: Pool,
     faults: Faults,
+}
+
+/// Journals in a PostgreSQL database.
+///
+/// The store runs its connections on a small runtime of its own, so that a writer waiting
+/// for a commit never depends on the caller's runtime threads (which may all be blocked on
+/// a ledger lock that writer holds).
+pub struct PostgresStore {
+    shared: Arc<PgShared>,
+    handle: tokio::runtime::Handle,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -203,34 +221,50 @@ fn rows_to_entries(rows: &[tokio_postgres::Row]) -> StoreResult<Vec<StoredEntry>
 impl PostgresStore {
     /// Connects and applies pending migrations.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("points-postgres")
+            .enable_all()
+            .build()?;
         let store = Self {
-            pool: Arc::new(Pool {
-                url: url.to_string(),
-                idle: Mutex::new(Vec::new()),
+            shared: Arc::new(PgShared {
+                pool: Pool {
+                    url: url.to_string(),
+                    idle: Mutex::new(Vec::new()),
+                },
+                faults: Faults::default(),
             }),
-            faults: Faults::default(),
+            handle: runtime.handle().clone(),
+            runtime: Some(runtime),
         };
-        let mut conn = store.pool.get().await?;
-        migrate(&mut conn).await?;
-        store.pool.put(conn);
+        let shared = store.shared.clone();
+        store
+            .handle
+            .spawn(async move {
+                let mut conn = shared.pool.get().await?;
+                migrate(&mut conn).await?;
+                shared.pool.put(conn);
+                anyhow::Ok(())
+            })
+            .await??;
         Ok(store)
     }
 
-    /// Runs `f` with a pooled connection.
-    async fn with<T>(
+    /// Runs `f` with a pooled connection on the store's runtime.
+    fn with<T: Send + 'static>(
         &self,
-        f: impl for<'c> FnOnce(&'c mut Conn) -> BoxFuture<'c, StoreResult<T>>,
-    ) -> StoreResult<T> {
-        let mut conn = self.pool.get().await?;
-        let result = f(&mut conn).await;
-        if result.is_err() {
-            // Leave no transaction open on a connection that goes back to the pool.
-            if conn.client.batch_execute("ROLLBACK").await.is_err() {
-                return result;
-            }
-        }
-        self.pool.put(conn);
-        result
+        f: impl for<'c> FnOnce(&'c mut Conn) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
+    ) -> BoxFuture<'static, StoreResult<T>> {
+        let shared = self.shared.clone();
+        let task = self.handle.spawn(async move {
+            let mut conn = shared.pool.get().await?;
+            let result = f(&mut conn).await;
+            shared.pool.finish(conn, result).await
+        });
+        Box::pin(async move {
+            task.await
+                .map_err(|e| unavailable(format!("task failed: {e}")))?
+        })
     }
 }
 
@@ -309,7 +343,7 @@ impl Store for PostgresStore {
     }
 
     fn program_ids(&self) -> BoxFuture<'_, StoreResult<Vec<ProgramId>>> {
-        Box::pin(self.with(|conn| {
+        self.with(|conn| {
             Box::pin(async move {
                 let rows = conn
                     .query("SELECT program_id FROM programs ORDER BY program_id", &[])
@@ -323,17 +357,16 @@ impl Store for PostgresStore {
                     })
                     .collect()
             })
-        }))
+        })
     }
 
     fn create_program<'a>(
         &'a self,
         genesis: &'a StoredEntry,
     ) -> BoxFuture<'a, StoreResult<Option<StoredEntry>>> {
-        Box::pin(async move {
-            let mut pooled = self.pool.get().await?;
-            let result: StoreResult<_> = async {
-                let conn = &mut pooled;
+        let genesis = genesis.clone();
+        self.with(move |conn| {
+            Box::pin(async move {
                 let points_core::Event::ProgramOpened(spec) = genesis.entry.event() else {
                     return Err(unavailable("not a genesis entry"));
                 };
@@ -349,7 +382,7 @@ impl Store for PostgresStore {
                     .map_err(classify)?;
                 if created == 0 {
                     conn.client.batch_execute("ROLLBACK").await.map_err(unavailable)?;
-                    let existing = read_entries_on(conn, &program, 0, 1).await?;
+                    let existing = read_entries_on(&mut *conn, &program, 0, 1).await?;
                     return Ok(existing.into_iter().next());
                 }
                 let head = genesis.entry.hash().0.to_vec();
@@ -371,9 +404,7 @@ impl Store for PostgresStore {
                 .map_err(classify)?;
                 conn.client.batch_execute("COMMIT").await.map_err(unavailable)?;
                 Ok(None)
-            }
-            .await;
-            self.pool.finish(pooled, result).await
+            })
         })
     }
 
@@ -383,29 +414,29 @@ impl Store for PostgresStore {
         expected_next: u64,
         entries: &'a [StoredEntry],
     ) -> BoxFuture<'a, StoreResult<()>> {
-        Box::pin(async move {
-            let mut pooled = self.pool.get().await?;
-            let result: StoreResult<_> = async {
-                let conn = &mut pooled;
-                let Some(last) = entries.last() else {
-                    return Ok(());
-                };
-                let program = id_bytes(program);
-                let old = seq_param(expected_next)?;
-                let new = seq_param(expected_next + entries.len() as u64)?;
-                let head = last.entry.hash().0.to_vec();
-                let mut seqs = Vec::with_capacity(entries.len());
-                let mut requests = Vec::with_capacity(entries.len());
-                let mut prints = Vec::with_capacity(entries.len());
-                let mut ids = Vec::with_capacity(entries.len());
-                let mut bodies = Vec::with_capacity(entries.len());
-                for e in entries {
-                    seqs.push(seq_param(e.entry.sequence())?);
-                    requests.push(id_bytes(e.entry.request_id()));
-                    prints.push(e.fingerprint.to_vec());
-                    ids.push(id_bytes(e.entry.id()));
-                    bodies.push(e.entry.encode());
-                }
+        let Some(last) = entries.last() else {
+            return Box::pin(std::future::ready(Ok(())));
+        };
+        let program = id_bytes(program);
+        let head = last.entry.hash().0.to_vec();
+        let mut seqs = Vec::with_capacity(entries.len());
+        let mut requests = Vec::with_capacity(entries.len());
+        let mut prints = Vec::with_capacity(entries.len());
+        let mut ids = Vec::with_capacity(entries.len());
+        let mut bodies = Vec::with_capacity(entries.len());
+        for e in entries {
+            seqs.push(i64::try_from(e.entry.sequence()).unwrap_or(i64::MAX));
+            requests.push(id_bytes(e.entry.request_id()));
+            prints.push(e.fingerprint.to_vec());
+            ids.push(id_bytes(e.entry.id()));
+            bodies.push(e.entry.encode());
+        }
+        let bounds = seq_param(expected_next)
+            .and_then(|old| Ok((old, seq_param(expected_next + entries.len() as u64)?)));
+        let shared = self.shared.clone();
+        self.with(move |conn| {
+            Box::pin(async move {
+                let (old, new) = bounds?;
                 conn.client.batch_execute("BEGIN").await.map_err(classify)?;
                 let advanced = conn
                     .execute(
@@ -424,13 +455,11 @@ impl Store for PostgresStore {
                 )
                 .await
                 .map_err(classify)?;
-                if self.faults.take() {
+                if shared.faults.take() {
                     return Err(unavailable("injected commit failure"));
                 }
                 conn.client.batch_execute("COMMIT").await.map_err(classify)
-            }
-            .await;
-            self.pool.finish(pooled, result).await
+            })
         })
     }
 
@@ -440,11 +469,11 @@ impl Store for PostgresStore {
         from_sequence: u64,
         limit: usize,
     ) -> BoxFuture<'_, StoreResult<Vec<StoredEntry>>> {
-        Box::pin(self.with(move |conn| {
+        self.with(move |conn| {
             Box::pin(async move {
                 read_entries_on(conn, &id_bytes(program), from_sequence, limit).await
             })
-        }))
+        })
     }
 
     fn entry_by_id(
@@ -452,7 +481,7 @@ impl Store for PostgresStore {
         program: ProgramId,
         id: EntryId,
     ) -> BoxFuture<'_, StoreResult<Option<StoredEntry>>> {
-        Box::pin(self.with(move |conn| {
+        self.with(move |conn| {
             Box::pin(async move {
                 let rows = conn
                     .query(
@@ -465,14 +494,14 @@ impl Store for PostgresStore {
                     .into_iter()
                     .find(|e| e.entry.id() == id))
             })
-        }))
+        })
     }
 
     fn latest_checkpoint(
         &self,
         program: ProgramId,
     ) -> BoxFuture<'_, StoreResult<Option<Checkpoint>>> {
-        Box::pin(self.with(move |conn| {
+        self.with(move |conn| {
             Box::pin(async move {
                 let rows = conn
                     .query(
@@ -495,7 +524,7 @@ impl Store for PostgresStore {
                     snapshot: row.try_get(2).map_err(unavailable)?,
                 }))
             })
-        }))
+        })
     }
 
     fn put_checkpoint<'a>(
@@ -503,10 +532,9 @@ impl Store for PostgresStore {
         program: ProgramId,
         checkpoint: &'a Checkpoint,
     ) -> BoxFuture<'a, StoreResult<()>> {
-        Box::pin(async move {
-            let mut pooled = self.pool.get().await?;
-            let result: StoreResult<_> = async {
-                let conn = &mut pooled;
+        let checkpoint = checkpoint.clone();
+        self.with(move |conn| {
+            Box::pin(async move {
                 let program = id_bytes(program);
                 let next = seq_param(checkpoint.next_sequence)?;
                 let head = checkpoint.head_hash.0.to_vec();
@@ -524,14 +552,12 @@ impl Store for PostgresStore {
                 .await
                 .map_err(unavailable)?;
                 Ok(())
-            }
-            .await;
-            self.pool.finish(pooled, result).await
+            })
         })
     }
 
     fn put_api_key(&self, key: ApiKeyRecord) -> BoxFuture<'_, StoreResult<()>> {
-        Box::pin(self.with(move |conn| {
+        self.with(move |conn| {
             Box::pin(async move {
                 let program = key.program.map(id_bytes).unwrap_or_else(|| vec![0; 16]);
                 let id = key.id.as_bytes().to_vec();
@@ -545,11 +571,11 @@ impl Store for PostgresStore {
                 .map_err(unavailable)?;
                 Ok(())
             })
-        }))
+        })
     }
 
     fn api_keys(&self) -> BoxFuture<'_, StoreResult<Vec<ApiKeyRecord>>> {
-        Box::pin(self.with(|conn| {
+        self.with(|conn| {
             Box::pin(async move {
                 let rows = conn
                     .query("SELECT record FROM api_keys ORDER BY id", &[])
@@ -562,11 +588,11 @@ impl Store for PostgresStore {
                     })
                     .collect()
             })
-        }))
+        })
     }
 
     fn revoke_api_key(&self, id: uuid::Uuid) -> BoxFuture<'_, StoreResult<bool>> {
-        Box::pin(self.with(move |conn| {
+        self.with(move |conn| {
             Box::pin(async move {
                 let id = id.as_bytes().to_vec();
                 conn.client
@@ -603,10 +629,10 @@ impl Store for PostgresStore {
                     .map_err(unavailable)?;
                 Ok(true)
             })
-        }))
+        })
     }
 
     fn inject_commit_failures(&self, count: u32) {
-        self.faults.set(count);
+        self.shared.faults.set(count);
     }
 }
