@@ -1,0 +1,233 @@
+//! The `points-server` configuration: flags, `POINTS_*` environment variables, and an
+//! optional TOML file (`--config`), in that order of precedence, over built-in defaults.
+
+use crate::engine::{EngineOptions, StoreConfig};
+use anyhow::Context as _;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Which store keeps the journals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// Embedded SQLite in the data directory (the default).
+    Sqlite,
+    /// PostgreSQL at `database_url`.
+    Postgres,
+    /// In memory, lost at exit (tests and demos).
+    Memory,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Flags and environment. Every setting is optional here so that the TOML file can fill
+/// what neither gives.
+#[derive(Clone, Debug, Default, clap::Parser)]
+#[command(
+    name = "points-server",
+    version,
+    about = "The points ledger gRPC server."
+)]
+pub struct Args {
+    /// A TOML file with any of the settings below (snake_case keys, e.g. `listen`).
+    #[arg(long, env = "POINTS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to serve gRPC on [default: 127.0.0.1:50051].
+    #[arg(long, env = "POINTS_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Data directory of the embedded SQLite store [default: ./points-data].
+    #[arg(long, env = "POINTS_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// PostgreSQL connection string, e.g. postgres://points@db/points; selects the
+    /// PostgreSQL store.
+    #[arg(long, env = "POINTS_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Store kind [default: sqlite, or postgres when --database-url is given].
+    #[arg(long, env = "POINTS_STORE", value_enum)]
+    pub store: Option<StoreKind>,
+    /// Address to serve Prometheus metrics on [default: 127.0.0.1:9464].
+    #[arg(long, env = "POINTS_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Serve no metrics.
+    #[arg(long, env = "POINTS_NO_METRICS")]
+    pub no_metrics: bool,
+    /// Log format [default: text].
+    #[arg(long, env = "POINTS_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Log filter, e.g. "info" or "points_grpc=debug" [default: info; RUST_LOG also works].
+    #[arg(long, env = "POINTS_LOG")]
+    pub log: Option<String>,
+    /// Most requests committed in one transaction [default: 256].
+    #[arg(long, env = "POINTS_MAX_BATCH")]
+    pub max_batch: Option<usize>,
+    /// Entries between ledger checkpoints [default: the engine's].
+    #[arg(long, env = "POINTS_SNAPSHOT_EVERY")]
+    pub snapshot_every: Option<u64>,
+    /// Seconds between expiry sweeps; 0 turns the sweep off [default: 3600].
+    #[arg(long, env = "POINTS_EXPIRY_SWEEP_SECS")]
+    pub expiry_sweep_secs: Option<u64>,
+    /// Seconds to let in-flight calls finish on SIGTERM/SIGINT [default: 30].
+    #[arg(long, env = "POINTS_SHUTDOWN_GRACE_SECS")]
+    pub shutdown_grace_secs: Option<u64>,
+}
+
+/// The TOML file: the same settings, snake_case.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    store: Option<StoreKind>,
+    metrics_listen: Option<SocketAddr>,
+    no_metrics: Option<bool>,
+    log_format: Option<LogFormat>,
+    log: Option<String>,
+    max_batch: Option<usize>,
+    snapshot_every: Option<u64>,
+    expiry_sweep_secs: Option<u64>,
+    shutdown_grace_secs: Option<u64>,
+}
+
+/// The settled configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// gRPC address.
+    pub listen: SocketAddr,
+    /// Where the journals live.
+    pub store: StoreConfig,
+    /// Metrics address, if served.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log filter.
+    pub log: String,
+    /// Engine tuning.
+    pub engine: EngineOptions,
+    /// Seconds between expiry sweeps (0: off).
+    pub expiry_sweep_secs: u64,
+    /// Shutdown grace period in seconds.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Args {
+    /// Merges flags and environment over the file over the defaults.
+    pub fn resolve(self) -> anyhow::Result<Config> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str::<FileConfig>(&text)
+                    .with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let database_url = self.database_url.or(file.database_url);
+        let kind = self
+            .store
+            .or(file.store)
+            .unwrap_or(if database_url.is_some() {
+                StoreKind::Postgres
+            } else {
+                StoreKind::Sqlite
+            });
+        let store = match kind {
+            StoreKind::Memory => StoreConfig::Memory,
+            StoreKind::Sqlite => StoreConfig::Sqlite {
+                dir: self
+                    .data_dir
+                    .or(file.data_dir)
+                    .unwrap_or_else(|| PathBuf::from("./points-data")),
+            },
+            StoreKind::Postgres => StoreConfig::Postgres {
+                url: database_url
+                    .context("the postgres store needs --database-url (POINTS_DATABASE_URL)")?,
+            },
+        };
+        let defaults = EngineOptions::default();
+        let no_metrics = self.no_metrics || file.no_metrics.unwrap_or(false);
+        Ok(Config {
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 50051))),
+            store,
+            metrics_listen: (!no_metrics).then(|| {
+                self.metrics_listen
+                    .or(file.metrics_listen)
+                    .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9464)))
+            }),
+            log_format: self
+                .log_format
+                .or(file.log_format)
+                .unwrap_or(LogFormat::Text),
+            log: self
+                .log
+                .or(file.log)
+                .or_else(|| std::env::var("RUST_LOG").ok())
+                .unwrap_or_else(|| "info".to_owned()),
+            engine: EngineOptions {
+                max_batch: self
+                    .max_batch
+                    .or(file.max_batch)
+                    .unwrap_or(defaults.max_batch),
+                snapshot_every: self
+                    .snapshot_every
+                    .or(file.snapshot_every)
+                    .unwrap_or(defaults.snapshot_every),
+            },
+            expiry_sweep_secs: self
+                .expiry_sweep_secs
+                .or(file.expiry_sweep_secs)
+                .unwrap_or(3600),
+            shutdown_grace_secs: self
+                .shutdown_grace_secs
+                .or(file.shutdown_grace_secs)
+                .unwrap_or(30),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn flags_override_the_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("points.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:6000\"\ndata_dir = \"/tmp/x\"\nexpiry_sweep_secs = 5\n",
+        )
+        .unwrap();
+        let args = Args::parse_from([
+            "points-server",
+            "--config",
+            path.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:7000",
+        ]);
+        let config = args.resolve().unwrap();
+        assert_eq!(config.listen.port(), 7000);
+        assert_eq!(
+            config.store,
+            StoreConfig::Sqlite {
+                dir: PathBuf::from("/tmp/x")
+            }
+        );
+        assert_eq!(config.expiry_sweep_secs, 5);
+        assert_eq!(config.metrics_listen.map(|a| a.port()), Some(9464));
+    }
+}

@@ -1,0 +1,214 @@
+//! Assembles and runs the server: engine, API keys (with the bootstrap admin key), the
+//! four services behind the auth layer, health, reflection, metrics, the expiry sweep,
+//! and graceful shutdown.
+
+use crate::auth::{AuthLayer, Keys};
+use crate::config::Config;
+use crate::engine::{ApiRole, Engine};
+use crate::pb;
+use crate::service::admin::AdminService;
+use crate::service::ledger::LedgerService;
+use crate::service::pos::PointOfSaleService;
+use crate::service::recording::RecordingService;
+use crate::service::Ctx;
+use anyhow::Context as _;
+use points_core::{Actor, Command, Request, RequestId};
+use std::io::Write as _;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// Creates the bootstrap admin key when no key exists, and prints it once to stdout.
+pub async fn bootstrap_key(keys: &Keys) -> anyhow::Result<Option<String>> {
+    if !keys.is_empty() {
+        return Ok(None);
+    }
+    let (_, secret) = keys
+        .create(
+            "bootstrap admin".to_owned(),
+            ApiRole::Admin,
+            None,
+            None,
+            None,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the bootstrap key: {e}"))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "bootstrap admin key: {secret}")?;
+    out.flush()?;
+    Ok(Some(secret))
+}
+
+/// One expiry sweep: every member with expired lots in every program gets an Expire
+/// command from the system actor.
+pub async fn expiry_sweep(engine: &Engine) {
+    let now = crate::engine::now();
+    for spec in engine.programs() {
+        let program = spec.id();
+        let Ok(members) = engine.read(program, |l| l.members_with_expired_lots(now)) else {
+            continue;
+        };
+        if members.is_empty() {
+            continue;
+        }
+        let requests: Vec<Request> = members
+            .iter()
+            .filter_map(|&member| {
+                let request_id = RequestId::new(uuid::Uuid::new_v4()).ok()?;
+                Some(Request {
+                    request_id,
+                    actor: Actor::System,
+                    command: Command::Expire { member },
+                })
+            })
+            .collect();
+        let results = engine.submit_many(program, requests).await;
+        let expired = results.iter().filter(|r| r.is_ok()).count();
+        tracing::info!(%program, members = members.len(), expired, "expiry sweep");
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// Runs the server until SIGTERM or SIGINT, then drains in-flight calls (up to the grace
+/// period) and shuts the engine down.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let engine = Engine::open(config.store.clone(), config.engine.clone())
+        .await
+        .context("opening the store")?;
+    tracing::info!(store = engine.store_kind(), "engine open");
+    let keys = Keys::load(engine.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("loading API keys: {e}"))?;
+    bootstrap_key(&keys).await?;
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let ctx = Ctx::new(engine.clone(), keys.clone(), shutdown_rx);
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<pb::point_of_sale_server::PointOfSaleServer<PointOfSaleService>>()
+        .await;
+    health_reporter
+        .set_serving::<pb::recording_server::RecordingServer<RecordingService>>()
+        .await;
+    health_reporter
+        .set_serving::<pb::admin_server::AdminServer<AdminService>>()
+        .await;
+    health_reporter
+        .set_serving::<pb::ledger_server::LedgerServer<LedgerService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building the reflection service")?;
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let local = listener.local_addr()?;
+
+    let metrics_task = match config.metrics_listen {
+        Some(addr) => {
+            let metrics = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding metrics {addr}"))?;
+            let bound = metrics.local_addr()?;
+            println!("metrics listening on http://{bound}/metrics");
+            Some(tokio::spawn(crate::metrics::serve(metrics)))
+        }
+        None => None,
+    };
+    println!("points-server listening on {local}");
+    let _ = std::io::stdout().flush();
+    tracing::info!(%local, "serving gRPC");
+
+    let sweep_task = (config.expiry_sweep_secs > 0).then(|| {
+        let engine = engine.clone();
+        let every = Duration::from_secs(config.expiry_sweep_secs);
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(every);
+            interval.tick().await;
+            loop {
+                interval.tick().await;
+                expiry_sweep(&engine).await;
+            }
+        })
+    });
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tonic::transport::Server::builder()
+        .layer(AuthLayer::new(keys))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(pb::point_of_sale_server::PointOfSaleServer::new(
+            PointOfSaleService::new(ctx.clone()),
+        ))
+        .add_service(pb::recording_server::RecordingServer::new(
+            RecordingService::new(ctx.clone()),
+        ))
+        .add_service(pb::admin_server::AdminServer::new(AdminService::new(
+            ctx.clone(),
+        )))
+        .add_service(pb::ledger_server::LedgerServer::new(LedgerService::new(
+            ctx.clone(),
+        )))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+            let _ = stop_rx.await;
+        });
+    let mut serving = tokio::spawn(server);
+
+    tokio::select! {
+        () = shutdown_signal() => {
+            tracing::info!("shutdown requested: draining in-flight calls");
+        }
+        result = &mut serving => {
+            result.context("server task")?.context("serving")?;
+        }
+    }
+    let _ = shutdown_tx.send(true);
+    let _ = stop_tx.send(());
+    health_reporter
+        .set_not_serving::<pb::point_of_sale_server::PointOfSaleServer<PointOfSaleService>>()
+        .await;
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    if !serving.is_finished() {
+        match tokio::time::timeout(grace, &mut serving).await {
+            Ok(_) => tracing::info!("in-flight calls drained"),
+            Err(_) => {
+                tracing::warn!("grace period over; closing remaining calls");
+                serving.abort();
+            }
+        }
+    }
+    if let Some(task) = sweep_task {
+        task.abort();
+    }
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
+    engine.shutdown().await;
+    tracing::info!("engine shut down");
+    Ok(())
+}
