@@ -634,17 +634,30 @@ impl postcard::ser_flavors::Flavor for HashFlavor {
 }
 
 /// Hashes any serialisable value in its canonical (postcard) encoding, after a domain tag.
+///
+/// Small values (every ordinary entry and request) are encoded into a stack buffer and
+/// hashed in one call; larger ones stream into the hasher.
 pub(crate) fn canonical_hash<T: Serialize>(domain: &[u8], prefix: &[u8], value: &T) -> Hash {
     let mut hasher = blake3::Hasher::new();
     hasher.update(domain);
     hasher.update(prefix);
-    // Serialising plain data into a hasher cannot fail: the flavour never refuses bytes
-    // and every type in an entry serialises infallibly.
-    let hasher = postcard::serialize_with_flavor(value, HashFlavor(hasher)).unwrap_or_else(|_| {
-        let mut fallback = blake3::Hasher::new();
-        fallback.update(b"points.v1.unserialisable");
-        fallback
-    });
+    let mut buffer = [0u8; 384];
+    match postcard::to_slice(value, &mut buffer) {
+        Ok(encoded) => {
+            hasher.update(encoded);
+        }
+        Err(_) => {
+            // Serialising plain data into a hasher cannot fail: the flavour never refuses
+            // bytes and every type in an entry serialises infallibly.
+            let streamed = postcard::serialize_with_flavor(value, HashFlavor(hasher.clone()));
+            match streamed {
+                Ok(streamed) => hasher = streamed,
+                Err(_) => {
+                    hasher.update(b"points.v1.unserialisable");
+                }
+            }
+        }
+    }
     Hash(*hasher.finalize().as_bytes())
 }
 

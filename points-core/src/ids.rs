@@ -154,12 +154,31 @@ impl EntryId {
     /// The id of the entry at `sequence` in `program`'s journal.
     ///
     /// Ids are derived rather than stored so that a retry can be answered with the original
-    /// entry's id from nothing but its sequence number.
+    /// entry's id from nothing but its sequence number. The first eight bytes are a hash of
+    /// the programme (computed once per ledger, see [`EntryId::program_prefix`]), the last
+    /// eight the sequence number, so deriving an id on the hot path costs no hashing.
     pub fn for_sequence(program: ProgramId, sequence: u64) -> Self {
-        Self(derived_uuid(
-            b"points.v1.entry",
-            &[program.as_bytes(), &sequence.to_le_bytes()],
-        ))
+        Self::from_prefix(Self::program_prefix(program), sequence)
+    }
+
+    /// The programme-specific half of every entry id in `program`'s journal.
+    pub fn program_prefix(program: ProgramId) -> [u8; 8] {
+        let digest = blake3::Hasher::new()
+            .update(b"points.v1.entry")
+            .update(program.as_bytes())
+            .finalize();
+        let mut prefix = [0u8; 8];
+        prefix.copy_from_slice(&digest.as_bytes()[..8]);
+        prefix
+    }
+
+    /// The id of the entry at `sequence`, given its programme's prefix. Unique for every
+    /// sequence below 2^62 (the top two bits carry the UUID variant).
+    pub fn from_prefix(prefix: [u8; 8], sequence: u64) -> Self {
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&prefix);
+        bytes[8..].copy_from_slice(&sequence.to_be_bytes());
+        Self(Uuid::new_v8(bytes))
     }
 }
 

@@ -365,6 +365,7 @@ pub enum ReplayError {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Ledger {
     spec: ProgramSpec,
+    entry_prefix: [u8; 8],
     next_sequence: u64,
     last_hash: Hash,
     last_at: Timestamp,
@@ -384,11 +385,25 @@ pub struct Ledger {
     totals: Totals,
 }
 
+/// A 128-bit fingerprint of who asked what, to recognise a retry of the same request.
+///
+/// It is XXH3-128 over the canonical encoding, not a cryptographic hash: it guards against
+/// a request id reused by mistake for another command. A caller who deliberately crafted a
+/// collision could only make its own second command be answered as a duplicate of its own
+/// first, under its own request id; nobody else's points are affected. The journal's hash
+/// chain, which is what makes records tamper-evident, is BLAKE3.
 fn fingerprint(actor: &Actor, command: &Command) -> [u8; 16] {
-    let hash = canonical_hash(b"points.v1.request", &[], &(actor, command));
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&hash.0[..16]);
-    out
+    let mut buffer = [0u8; 384];
+    match postcard::to_slice(&(actor, command), &mut buffer) {
+        Ok(encoded) => xxhash_rust::xxh3::xxh3_128(encoded).to_le_bytes(),
+        Err(_) => {
+            // Requests larger than the buffer (bulk records) take the streaming path.
+            let hash = canonical_hash(b"points.v1.request", &[], &(actor, command));
+            let mut out = [0u8; 16];
+            out.copy_from_slice(&hash.0[..16]);
+            out
+        }
+    }
 }
 
 fn check_batch_len(len: usize) -> Result<(), Rejection> {
@@ -445,6 +460,7 @@ impl Ledger {
 
     fn empty(spec: ProgramSpec) -> Ledger {
         Ledger {
+            entry_prefix: EntryId::program_prefix(spec.id()),
             spec,
             next_sequence: 0,
             last_hash: Hash::GENESIS,
@@ -495,7 +511,7 @@ impl Ledger {
                 found: entry.sequence(),
             });
         }
-        if entry.id() != EntryId::for_sequence(self.spec.id(), expected) {
+        if entry.id() != EntryId::from_prefix(self.entry_prefix, expected) {
             return Err(ReplayError::Id { sequence: expected });
         }
         let computed = entry.compute_hash(&self.last_hash);
@@ -568,7 +584,7 @@ impl Ledger {
                 // compares fingerprints it keeps (see `request_fingerprint`).
                 Ok(Applied::Duplicate {
                     sequence,
-                    id: EntryId::for_sequence(self.spec.id(), sequence),
+                    id: EntryId::from_prefix(self.entry_prefix, sequence),
                 })
             } else {
                 Err(Rejection::RequestIdReused)
@@ -603,7 +619,7 @@ impl Ledger {
         print: [u8; 16],
     ) -> Entry {
         let sequence = self.next_sequence;
-        let id = EntryId::for_sequence(self.spec.id(), sequence);
+        let id = EntryId::from_prefix(self.entry_prefix, sequence);
         let entry = Entry::new(sequence, id, request_id, actor, at, event, &self.last_hash);
         self.commit(&entry, Some(print));
         entry
@@ -1367,7 +1383,7 @@ impl Ledger {
                 return Err(Rejection::ActivityNotAvailable);
             }
         }
-        let entry = EntryId::for_sequence(self.spec.id(), self.next_sequence);
+        let entry = EntryId::from_prefix(self.entry_prefix, self.next_sequence);
         let records = records
             .iter()
             .zip(0u32..)
