@@ -185,11 +185,9 @@ pub(crate) fn decode_entry(
     Ok(StoredEntry { entry, fingerprint })
 }
 
-/// The first eight bytes of an entry id as an integer: a compact index key (collisions are
-/// resolved by comparing the decoded entry's id).
+/// The first four bytes of an entry id as an integer: a compact index key (SQLite stores it
+/// in four bytes; collisions are resolved by comparing the decoded entry's id).
 pub(crate) fn id_key(id: EntryId) -> i64 {
     let bytes = uuid::Uuid::from(id).into_bytes();
-    let mut head = [0u8; 8];
-    head.copy_from_slice(&bytes[..8]);
-    i64::from_le_bytes(head)
+    i64::from(i32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
 }

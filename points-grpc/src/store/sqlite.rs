@@ -8,7 +8,7 @@
 //! CREATE TABLE programs (handle INTEGER PRIMARY KEY, program_id BLOB NOT NULL UNIQUE,
 //!                        next_seq INTEGER NOT NULL, head BLOB NOT NULL);
 //! -- k = handle << 40 | sequence; body = Entry::encode(); fp = request fingerprint;
-//! -- idk = the first 8 bytes of the entry id (entry_by_id; collisions are checked).
+//! -- idk = the first 4 bytes of the entry id (entry_by_id; collisions are checked).
 //! CREATE TABLE entries (k INTEGER PRIMARY KEY, req BLOB NOT NULL, fp BLOB NOT NULL,
 //!                       idk INTEGER NOT NULL, body BLOB NOT NULL);
 //! CREATE UNIQUE INDEX entries_request ON entries (k >> 40, req);

@@ -1,0 +1,316 @@
+//! Measurements, not checks: durable redemptions per second through the SQLite store with
+//! group commit, bytes per entry on disk, and start-up time over the resulting journal.
+//!
+//! Run in release mode:
+//! `cargo test --release -p points-grpc --test store_throughput -- --ignored --nocapture`
+//! (`POINTS_BENCH_ENTRIES` sets the number of redemptions, default 200000).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use points_core::{
+    ActivityInput, Actor, ActorId, Applied, Command, Event, MemberId, MemberKind, MerchantId,
+    MerchantKind, OrgLevel, OrgUnitId, ProgramId, ProgramSpec, Request, RequestId, RuleInput,
+    Scale, ServiceInput, TimeKind, Timestamp,
+};
+use points_grpc::engine::{Engine, EngineOptions, StoreConfig};
+use std::time::Instant;
+
+const T0: i64 = 1_790_000_000_000;
+
+fn uid() -> uuid::Uuid {
+    uuid::Uuid::new_v4()
+}
+
+fn request(actor: Actor, command: Command) -> Request {
+    Request {
+        request_id: RequestId::new(uid()).unwrap(),
+        actor,
+        command,
+    }
+}
+
+fn db_bytes(dir: &std::path::Path) -> (u64, u64, u64) {
+    let conn = rusqlite::Connection::open(dir.join("points.db")).unwrap();
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    let pages: u64 = conn
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .unwrap();
+    let size: u64 = conn
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .unwrap();
+    let snapshots: u64 = conn
+        .query_row(
+            "SELECT COALESCE(SUM(LENGTH(snapshot)), 0) FROM checkpoints",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    (pages, size, snapshots)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement; run in release mode with --ignored --nocapture"]
+async fn sqlite_group_commit_throughput() {
+    let total: usize = std::env::var("POINTS_BENCH_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let members_n = 10_000;
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig::Sqlite {
+        dir: dir.path().to_path_buf(),
+    };
+    let options = EngineOptions {
+        max_batch: 8192,
+        snapshot_every: u64::MAX,
+    };
+    let engine = Engine::open(config.clone(), options.clone()).await.unwrap();
+
+    let program = ProgramId::new(uid()).unwrap();
+    let admin = Actor::Admin {
+        id: ActorId::new(uid()).unwrap(),
+    };
+    let merchant = MerchantId::new(uid()).unwrap();
+    let till = Actor::Merchant {
+        id: ActorId::new(uid()).unwrap(),
+        merchant,
+    };
+    let spec = ProgramSpec::new(program, "Bench", "points", Scale::new(2).unwrap());
+    engine
+        .create_program(
+            spec,
+            RequestId::new(uid()).unwrap(),
+            admin,
+            Timestamp::from_millis(T0),
+        )
+        .await
+        .unwrap();
+    let community = OrgUnitId::new(uid()).unwrap();
+    let activity = points_core::ActivityId::new(uid()).unwrap();
+    let members: Vec<MemberId> = (0..members_n)
+        .map(|_| MemberId::new(uid()).unwrap())
+        .collect();
+    let mut setup = vec![
+        request(
+            admin,
+            Command::CreateOrgUnit {
+                id: community,
+                parent: None,
+                name: "C".into(),
+                level: OrgLevel::Community,
+            },
+        ),
+        request(
+            admin,
+            Command::RegisterMerchant {
+                id: merchant,
+                org_unit: community,
+                name: "M".into(),
+                kind: MerchantKind::Partner,
+            },
+        ),
+        request(
+            admin,
+            Command::DefineActivity(ActivityInput {
+                id: activity,
+                org_unit: community,
+                name: "A".into(),
+                category: "a".into(),
+                rule: RuleInput::PerOccasion("1000".parse().unwrap()),
+                coefficient: "1".parse().unwrap(),
+                max_minutes_per_occasion: None,
+                daily_points_cap: None,
+                time_kind: TimeKind::Credit,
+            }),
+        ),
+    ];
+    for &m in &members {
+        setup.push(request(
+            admin,
+            Command::EnrolMember {
+                id: m,
+                home: community,
+                kind: MemberKind::Resident,
+                dual_registration: false,
+                card_code: None,
+            },
+        ));
+    }
+    let now = Timestamp::from_millis(T0 + 1000);
+    for r in engine.submit_many_at(program, setup, now).await {
+        r.unwrap();
+    }
+    let records = members
+        .iter()
+        .map(|&member| ServiceInput {
+            member,
+            activity,
+            org_unit: community,
+            started_at: Timestamp::from_millis(T0 - 3_600_000),
+            minutes: 60,
+        })
+        .collect();
+    let Applied::New(entry) = engine
+        .submit_at(
+            program,
+            request(admin, Command::RecordService { records }),
+            now,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let Event::ServiceRecorded { records } = entry.event() else {
+        panic!()
+    };
+    let ids = records.iter().map(|r| r.id).collect();
+    engine
+        .submit_at(
+            program,
+            request(admin, Command::ApproveService { records: ids }),
+            now,
+        )
+        .await
+        .unwrap();
+    let setup_entries = engine.read(program, |l| l.next_sequence()).unwrap();
+    let (pages0, page_size, _) = db_bytes(dir.path());
+
+    // 1. Batches of 8192 through submit_many.
+    let redemptions: Vec<Request> = (0..total)
+        .map(|i| {
+            request(
+                till,
+                Command::Redeem {
+                    member: members[i % members_n],
+                    merchant,
+                    amount: "0.01".parse().unwrap(),
+                },
+            )
+        })
+        .collect();
+    let at = Timestamp::from_millis(T0 + 2000);
+    let started = Instant::now();
+    for chunk in redemptions.chunks(8192) {
+        for r in engine.submit_many_at(program, chunk.to_vec(), at).await {
+            assert!(matches!(r, Ok(Applied::New(_))), "{r:?}");
+        }
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "submit_many, batches of 8192: {total} durable redemptions in {:.2?} = {:.0} entries/s",
+        elapsed,
+        total as f64 / elapsed.as_secs_f64()
+    );
+
+    // 2. Many concurrent single submits: group commit gathers them.
+    let singles = (total / 10).max(1000);
+    let tasks = 512;
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let engine = engine.clone();
+        let members = members.clone();
+        handles.push(tokio::spawn(async move {
+            for i in (t..singles).step_by(tasks) {
+                let r = engine
+                    .submit_at(
+                        program,
+                        request(
+                            till,
+                            Command::Redeem {
+                                member: members[i % members_n],
+                                merchant,
+                                amount: "0.01".parse().unwrap(),
+                            },
+                        ),
+                        at,
+                    )
+                    .await;
+                assert!(matches!(r, Ok(Applied::New(_))), "{r:?}");
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "{tasks} concurrent callers, one submit each at a time: {singles} durable redemptions in {:.2?} = {:.0} entries/s",
+        elapsed,
+        singles as f64 / elapsed.as_secs_f64()
+    );
+
+    let entries = engine.read(program, |l| l.next_sequence()).unwrap();
+    engine.shutdown().await;
+    drop(engine);
+    let (pages, _, _) = db_bytes(dir.path());
+    let redeemed = entries - setup_entries;
+    println!(
+        "on disk: {} bytes for {redeemed} redemption entries = {:.1} bytes/entry (page_count*page_size after a WAL checkpoint, setup excluded)",
+        (pages - pages0) * page_size,
+        ((pages - pages0) * page_size) as f64 / redeemed as f64
+    );
+
+    // 3. Start-up over the whole journal (no checkpoint), then with a checkpoint.
+    let started = Instant::now();
+    let engine = Engine::open(config.clone(), options.clone()).await.unwrap();
+    println!(
+        "start-up replaying {entries} entries (no checkpoint): {:.2?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        engine.read(program, |l| l.next_sequence()).unwrap(),
+        entries
+    );
+    let started = Instant::now();
+    let chain = engine.verify_chain(program).await.unwrap();
+    assert_eq!(chain.first_bad, None);
+    println!(
+        "verify_chain over {entries} entries: {:.2?}",
+        started.elapsed()
+    );
+    let started = Instant::now();
+    let audit = engine.audit(program).await.unwrap();
+    assert!(audit.is_clean(), "{:?}", audit.breaches);
+    println!("audit over {entries} entries: {:.2?}", started.elapsed());
+    engine.shutdown().await;
+    drop(engine);
+
+    let every = EngineOptions {
+        max_batch: 8192,
+        snapshot_every: 1,
+    };
+    let engine = Engine::open(config.clone(), every).await.unwrap();
+    // One more entry triggers a checkpoint of the whole state.
+    engine
+        .submit_at(
+            program,
+            request(
+                till,
+                Command::Redeem {
+                    member: members[0],
+                    merchant,
+                    amount: "0.01".parse().unwrap(),
+                },
+            ),
+            at,
+        )
+        .await
+        .unwrap();
+    engine.shutdown().await;
+    drop(engine);
+    let (_, _, snapshot_bytes) = db_bytes(dir.path());
+    let started = Instant::now();
+    let engine = Engine::open(config, options).await.unwrap();
+    println!(
+        "start-up from a checkpoint ({snapshot_bytes} snapshot bytes, {members_n} members): {:.2?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        engine.read(program, |l| l.next_sequence()).unwrap(),
+        entries + 1
+    );
+    engine.shutdown().await;
+}
