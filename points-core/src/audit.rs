@@ -358,7 +358,7 @@ impl Auditor {
             let mut v: Vec<_> = l
                 .holds_raw()
                 .iter()
-                .map(|(id, h)| (*id, h.amount, h.status == crate::ledger::HoldStatus::Open))
+                .map(|(id, h)| (id, h.amount, h.status == crate::ledger::HoldStatus::Open))
                 .collect();
             v.sort_by_key(|(id, _, _)| *id);
             v

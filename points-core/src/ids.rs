@@ -180,6 +180,16 @@ impl EntryId {
         bytes[8..].copy_from_slice(&sequence.to_be_bytes());
         Self(Uuid::new_v8(bytes))
     }
+
+    /// The sequence number this id stands for in the journal with `prefix`, or `None` if
+    /// the id was not derived from that prefix.
+    pub fn sequence_for(self, prefix: [u8; 8]) -> Option<u64> {
+        let bytes = self.0.as_bytes();
+        let mut tail = [0u8; 8];
+        tail.copy_from_slice(&bytes[8..]);
+        let sequence = u64::from_be_bytes(tail) & 0x3fff_ffff_ffff_ffff;
+        (Self::from_prefix(prefix, sequence) == self).then_some(sequence)
+    }
 }
 
 impl RecordId {
@@ -215,6 +225,21 @@ mod tests {
         assert_ne!(EntryId::for_sequence(p1, 0), EntryId::for_sequence(p1, 1));
         assert_ne!(EntryId::for_sequence(p1, 0), EntryId::for_sequence(p2, 0));
         assert_eq!(EntryId::for_sequence(p1, 7), EntryId::for_sequence(p1, 7));
+    }
+
+    #[test]
+    fn entry_ids_give_back_their_sequence() {
+        let p = ProgramId::from_u128(9).unwrap();
+        let prefix = EntryId::program_prefix(p);
+        for seq in [0, 1, 255, 1 << 40, (1 << 62) - 1] {
+            assert_eq!(
+                EntryId::for_sequence(p, seq).sequence_for(prefix),
+                Some(seq)
+            );
+        }
+        let other = EntryId::program_prefix(ProgramId::from_u128(10).unwrap());
+        assert_eq!(EntryId::for_sequence(p, 5).sequence_for(other), None);
+        assert_eq!(EntryId::from_u128(77).unwrap().sequence_for(prefix), None);
     }
 
     #[test]

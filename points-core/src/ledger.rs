@@ -68,13 +68,10 @@ pub(crate) struct MemberState {
     pub(crate) home: OrgUnitId,
     pub(crate) kind: MemberKind,
     pub(crate) dual_registration: bool,
-    pub(crate) card_code: Option<Box<str>>,
     pub(crate) balance: Points,
     pub(crate) credit_minutes: Minutes,
     pub(crate) honour_minutes: Minutes,
     pub(crate) lots: SmallVec<[Lot; 1]>,
-    /// Holds placed and neither captured nor released (some may have lapsed).
-    pub(crate) holds: Vec<EntryId>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -373,12 +370,18 @@ pub struct Ledger {
     members: Vec<MemberState>,
     member_index: Map<MemberId, u32>,
     card_codes: Map<Box<str>, u32>,
+    /// Card codes by member index; most members have none, so they live outside the
+    /// member table.
+    member_cards: Map<u32, Box<str>>,
+    /// Holds placed and neither captured nor released (some may have lapsed), by member
+    /// index; kept outside the member table because most members have none.
+    member_holds: Map<u32, Vec<EntryId>>,
     merchants: Map<MerchantId, MerchantState>,
     activities: Map<ActivityId, ActivitySpec>,
     pools: Map<PoolId, PoolState>,
     records: Map<RecordId, RecordState>,
-    holds: Map<EntryId, HoldState>,
-    facts: Map<EntryId, Fact>,
+    holds: BySequence<HoldState>,
+    facts: BySequence<Fact>,
     requests: Map<RequestId, ([u8; 16], u64)>,
     daily_points: Map<(MemberId, ActivityId, i32), Points>,
     yearly_donations: Map<(MemberId, i32), Points>,
@@ -403,6 +406,21 @@ fn fingerprint(actor: &Actor, command: &Command) -> [u8; 16] {
             out.copy_from_slice(&hash.0[..16]);
             out
         }
+    }
+}
+
+/// Whether a list names the same item twice. Short lists are compared pairwise; long ones
+/// are sorted, so a 10,000-record approval stays cheap.
+fn has_duplicates<T: Ord + Copy>(items: &[T]) -> bool {
+    if items.len() <= 16 {
+        items
+            .iter()
+            .enumerate()
+            .any(|(i, a)| items[i + 1..].contains(a))
+    } else {
+        let mut sorted = items.to_vec();
+        sorted.sort_unstable();
+        sorted.windows(2).any(|w| w[0] == w[1])
     }
 }
 
@@ -459,8 +477,9 @@ impl Ledger {
     }
 
     fn empty(spec: ProgramSpec) -> Ledger {
+        let entry_prefix = EntryId::program_prefix(spec.id());
         Ledger {
-            entry_prefix: EntryId::program_prefix(spec.id()),
+            entry_prefix,
             spec,
             next_sequence: 0,
             last_hash: Hash::GENESIS,
@@ -469,12 +488,14 @@ impl Ledger {
             members: Vec::new(),
             member_index: new_map(),
             card_codes: new_map(),
+            member_cards: new_map(),
+            member_holds: new_map(),
             merchants: new_map(),
             activities: new_map(),
             pools: new_map(),
             records: new_map(),
-            holds: new_map(),
-            facts: new_map(),
+            holds: BySequence::new(entry_prefix),
+            facts: BySequence::new(entry_prefix),
             requests: new_map(),
             daily_points: new_map(),
             yearly_donations: new_map(),
@@ -641,9 +662,11 @@ impl Ledger {
     }
 
     /// Points reserved by open holds that have not lapsed at `at`.
-    fn held(&self, member: &MemberState, at: Timestamp) -> Points {
-        member
-            .holds
+    fn held(&self, member: u32, at: Timestamp) -> Points {
+        let Some(holds) = self.member_holds.get(&member) else {
+            return Points::ZERO;
+        };
+        holds
             .iter()
             .filter_map(|id| self.holds.get(id))
             .filter(|h| h.status == HoldStatus::Open && at < h.deadline)
@@ -652,10 +675,11 @@ impl Ledger {
             })
     }
 
-    fn available(&self, member: &MemberState, at: Timestamp) -> Points {
+    fn available(&self, ix: u32, at: Timestamp) -> Points {
+        let member = self.member_at(ix);
         member
             .balance
-            .checked_sub(self.held(member, at))
+            .checked_sub(self.held(ix, at))
             .unwrap_or(Points::ZERO)
     }
 
@@ -663,7 +687,7 @@ impl Ledger {
     pub fn balance(&self, member: MemberId, now: Timestamp) -> Option<Balance> {
         let ix = self.member_index.get(&member)?;
         let state = self.member_at(*ix);
-        let held = self.held(state, now);
+        let held = self.held(*ix, now);
         let total = state
             .credit_minutes
             .checked_add(state.honour_minutes)
@@ -692,7 +716,10 @@ impl Ledger {
             home: state.home,
             kind: state.kind,
             dual_registration: state.dual_registration,
-            card_code: state.card_code.as_deref().map(str::to_owned),
+            card_code: self
+                .member_cards
+                .get(self.member_index.get(&id)?)
+                .map(|c| c.to_string()),
         })
     }
 
@@ -839,7 +866,7 @@ impl Ledger {
     pub(crate) fn pools_raw(&self) -> &Map<PoolId, PoolState> {
         &self.pools
     }
-    pub(crate) fn holds_raw(&self) -> &Map<EntryId, HoldState> {
+    pub(crate) fn holds_raw(&self) -> &BySequence<HoldState> {
         &self.holds
     }
 
@@ -894,7 +921,7 @@ impl Ledger {
         amount: Points,
         at: Timestamp,
     ) -> Result<(), Rejection> {
-        if self.available(self.member_at(member), at) < amount {
+        if self.available(member, at) < amount {
             Err(Rejection::InsufficientPoints)
         } else {
             Ok(())
@@ -1059,11 +1086,8 @@ impl Ledger {
             Command::RejectService { records, reason } => {
                 check_reason(reason)?;
                 check_batch_len(records.len())?;
-                let mut seen = new_map();
-                for id in records {
-                    if seen.insert(*id, ()).is_some() {
-                        return Err(Rejection::DuplicateInBatch);
-                    }
+                if has_duplicates(records) {
+                    return Err(Rejection::DuplicateInBatch);
                 }
                 for id in records {
                     self.records.get(id).ok_or(Rejection::UnknownRecord(*id))?;
@@ -1278,7 +1302,7 @@ impl Ledger {
                     });
                 // Points reserved by an open hold stay until the hold is resolved, so that
                 // expiry never pushes available points below zero.
-                let amount = expired.min(self.available(state, at));
+                let amount = expired.min(self.available(ix, at));
                 if !amount.is_positive() {
                     return Err(Rejection::NothingToExpire);
                 }
@@ -1406,11 +1430,8 @@ impl Ledger {
         at: Timestamp,
     ) -> Result<Event, Rejection> {
         check_batch_len(ids.len())?;
-        let mut seen = new_map();
-        for id in ids {
-            if seen.insert(*id, ()).is_some() {
-                return Err(Rejection::DuplicateInBatch);
-            }
+        if has_duplicates(ids) {
+            return Err(Rejection::DuplicateInBatch);
         }
         for id in ids {
             self.records.get(id).ok_or(Rejection::UnknownRecord(*id))?;
@@ -1426,7 +1447,6 @@ impl Ledger {
         let offset = self.spec.utc_offset_minutes();
         let expires_at = self.expiry_from(at);
         let mut day_totals: Map<(MemberId, ActivityId, i32), Points> = new_map();
-        let mut member_credit: Map<MemberId, Points> = new_map();
         let mut issued = self.totals.issued;
         let mut awards = Vec::with_capacity(ids.len());
         for id in ids {
@@ -1470,14 +1490,18 @@ impl Ledger {
             issued = issued
                 .checked_add(award.points)
                 .ok_or(Rejection::BalanceOverflow)?;
-            let slot = member_credit.entry(award.member).or_insert(Points::ZERO);
-            *slot = slot
-                .checked_add(award.points)
-                .ok_or(Rejection::BalanceOverflow)?;
         }
-        for (member, credit) in &member_credit {
-            let state = self.member_at(self.member_ix(*member)?);
-            Self::credit_fits(state.balance, *credit)?;
+        // Sum each member's credit (a member may appear in several records) and check it
+        // fits; sorting a short list beats a hash map for the usual handful of awards.
+        let mut credits: SmallVec<[(MemberId, Points); 8]> =
+            awards.iter().map(|a| (a.member, a.points)).collect();
+        credits.sort_unstable_by_key(|(member, _)| *member);
+        for run in credits.chunk_by(|a, b| a.0 == b.0) {
+            let total = run.iter().try_fold(Points::ZERO, |sum, (_, p)| {
+                sum.checked_add(*p).ok_or(Rejection::BalanceOverflow)
+            })?;
+            let state = self.member_at(self.member_ix(run[0].0)?);
+            Self::credit_fits(state.balance, total)?;
         }
         Ok(Event::ServiceApproved { awards })
     }
@@ -1490,7 +1514,19 @@ impl Ledger {
         at: Timestamp,
     ) -> Result<Event, Rejection> {
         check_reason(reason)?;
-        let fact = self.facts.get(&entry).ok_or(Rejection::UnknownEntry)?;
+        let Some(fact) = self.facts.get(&entry) else {
+            // Entry ids give back their sequence number, so an entry that exists but is of
+            // a kind that cannot be reversed (a hold, a refund, a reversal) is told apart
+            // from one that does not exist.
+            let exists = entry
+                .sequence_for(self.entry_prefix)
+                .is_some_and(|sequence| sequence < self.next_sequence);
+            return Err(if exists {
+                Rejection::NotReversible
+            } else {
+                Rejection::UnknownEntry
+            });
+        };
         // Permission first, against the org unit the original entry belongs to.
         match fact {
             Fact::Approval { records, .. } => {
@@ -1682,14 +1718,17 @@ impl Ledger {
 
     fn prune_holds(&mut self, ix: u32, at: Timestamp) {
         let holds = &self.holds;
-        if let Some(state) = self.members.get_mut(ix as usize) {
+        if let Some(list) = self.member_holds.get_mut(&ix) {
             // Lapsed holds no longer reserve anything; forgetting them here keeps the list
             // short. They stay in `holds` so a late capture is told it expired.
-            state.holds.retain(|id| {
+            list.retain(|id| {
                 holds
                     .get(id)
                     .is_some_and(|h| h.status == HoldStatus::Open && at < h.deadline)
             });
+            if list.is_empty() {
+                self.member_holds.remove(&ix);
+            }
         }
     }
 
@@ -1799,21 +1838,19 @@ impl Ledger {
                 if self.member_index.contains_key(id) {
                     return;
                 }
-                let card_code: Option<Box<str>> = card_code.as_deref().map(Into::into);
-                if let Some(code) = &card_code {
-                    self.card_codes.insert(code.clone(), ix);
+                if let Some(code) = card_code.as_deref() {
+                    self.card_codes.insert(code.into(), ix);
+                    self.member_cards.insert(ix, code.into());
                 }
                 self.members.push(MemberState {
                     id: *id,
                     home: *home,
                     kind: *kind,
                     dual_registration: *dual_registration,
-                    card_code,
                     balance: Points::ZERO,
                     credit_minutes: Minutes::ZERO,
                     honour_minutes: Minutes::ZERO,
                     lots: SmallVec::new(),
-                    holds: Vec::new(),
                 });
                 self.member_index.insert(*id, ix);
             }
@@ -1825,14 +1862,14 @@ impl Ledger {
             } => {
                 let Some(ix) = self.ix(*id) else { return };
                 let state = &mut self.members[ix as usize];
-                if let Some(old) = state.card_code.take() {
-                    self.card_codes.remove(&old);
-                }
                 state.kind = *kind;
                 state.dual_registration = *dual_registration;
-                state.card_code = card_code.as_deref().map(Into::into);
-                if let Some(code) = &state.card_code {
-                    self.card_codes.insert(code.clone(), ix);
+                if let Some(old) = self.member_cards.remove(&ix) {
+                    self.card_codes.remove(&old);
+                }
+                if let Some(code) = card_code.as_deref() {
+                    self.card_codes.insert(code.into(), ix);
+                    self.member_cards.insert(ix, code.into());
                 }
             }
             Event::MemberMoved { id, to, .. } => {
@@ -1950,7 +1987,7 @@ impl Ledger {
                         status: HoldStatus::Open,
                     },
                 );
-                self.members[ix as usize].holds.push(this);
+                self.member_holds.entry(ix).or_default().push(this);
             }
             Event::HoldCaptured {
                 hold,
@@ -2124,6 +2161,63 @@ impl Ledger {
                 self.adjust_pool(*pool, amount.minor());
             }
         }
+    }
+}
+
+/// Values keyed by entry, kept in journal order.
+///
+/// Entry ids are derived from sequence numbers, and entries that leave something to remember
+/// (holds, redemptions, approvals) arrive in sequence order, so an append-only vector
+/// searched by sequence replaces a hash map: no hashing, no rehashing, no load-factor
+/// slack, and appends land at the end of memory that is already warm.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct BySequence<T> {
+    prefix: [u8; 8],
+    items: Vec<(u64, T)>,
+}
+
+impl<T> BySequence<T> {
+    fn new(prefix: [u8; 8]) -> Self {
+        Self {
+            prefix,
+            items: Vec::new(),
+        }
+    }
+
+    fn position(&self, id: &EntryId) -> Option<usize> {
+        let sequence = id.sequence_for(self.prefix)?;
+        self.items.binary_search_by_key(&sequence, |(s, _)| *s).ok()
+    }
+
+    pub(crate) fn get(&self, id: &EntryId) -> Option<&T> {
+        self.position(id).map(|i| &self.items[i].1)
+    }
+
+    fn get_mut(&mut self, id: &EntryId) -> Option<&mut T> {
+        self.position(id).map(|i| &mut self.items[i].1)
+    }
+
+    /// Adds the value for `id`. Ids come in journal order; an out-of-order id (possible only
+    /// in a hostile journal) is placed where it belongs.
+    fn insert(&mut self, id: EntryId, value: T) {
+        let Some(sequence) = id.sequence_for(self.prefix) else {
+            return;
+        };
+        match self.items.last() {
+            Some((last, _)) if *last >= sequence => {
+                match self.items.binary_search_by_key(&sequence, |(s, _)| *s) {
+                    Ok(i) => self.items[i].1 = value,
+                    Err(i) => self.items.insert(i, (sequence, value)),
+                }
+            }
+            _ => self.items.push((sequence, value)),
+        }
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (EntryId, &T)> + '_ {
+        self.items
+            .iter()
+            .map(|(s, v)| (EntryId::from_prefix(self.prefix, *s), v))
     }
 }
 
