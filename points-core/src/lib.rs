@@ -108,10 +108,12 @@
 
 pub mod amount;
 pub mod audit;
+pub mod checkpoint;
 pub mod command;
 pub mod entry;
 pub mod ids;
 pub mod ledger;
+pub mod merkle;
 pub mod model;
 pub mod program;
 pub mod rejection;
