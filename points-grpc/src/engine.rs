@@ -13,8 +13,10 @@
 //!
 //! If the transaction fails, every request of the batch gets [`EngineError::Unavailable`]
 //! and the ledger is rebuilt from the store (latest checkpoint plus the journal after it).
-//! If that fails too, the programme goes read-only: writes are refused until the engine is
-//! reopened.
+//! If that fails too, the programme goes read-only: writes are refused with `Unavailable`
+//! while reads go on, and the writer retries the reload every second until the store is
+//! back. (Known gap: until then, reads include the failed batch's unacknowledged effects,
+//! since the ledger cannot be rolled back without the store.)
 //!
 //! With a shared store (PostgreSQL), several engines in several processes may write the
 //! same programme: before each batch the writer reads the entries other writers appended,
@@ -140,6 +142,12 @@ const PAGE: usize = 8192;
 const QUEUE_DEPTH: usize = 1024;
 /// Entries a slow subscriber may fall behind before it sees `Lagged`.
 const BROADCAST_CAPACITY: usize = 65_536;
+/// How often a programme on a shared store reads what other servers wrote.
+const FOLLOW_PERIOD: std::time::Duration = std::time::Duration::from_millis(250);
+/// How often an engine on a shared store looks for programmes other servers created.
+pub const DISCOVERY_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often a read-only programme tries to reload from the store.
+const RECOVERY_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
 /// How often a batch that lost an optimistic race is decided again.
 const CONFLICT_RETRIES: usize = 64;
 
@@ -150,6 +158,12 @@ pub fn now() -> Timestamp {
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0);
     Timestamp::from_millis(ms)
+}
+
+enum Msg {
+    Job(Job),
+    /// Time for periodic work (see `Writer::tick`).
+    Tick,
 }
 
 struct Job {
@@ -169,7 +183,7 @@ struct ProgramState {
 struct Program {
     state: Arc<ProgramState>,
     spec: ProgramSpec,
-    queue: Mutex<Option<mpsc::Sender<Job>>>,
+    queue: Mutex<Option<mpsc::Sender<Msg>>>,
 }
 
 struct Inner {
@@ -323,7 +337,31 @@ impl Engine {
             tracing::info!(program = %id, entries = ledger.next_sequence(), ms = started.elapsed().as_millis() as u64, "programme loaded");
             engine.install(ledger);
         }
+        if engine.inner.store.shared() {
+            let weak = Arc::downgrade(&engine.inner);
+            engine.inner.runtime.spawn(async move {
+                loop {
+                    tokio::time::sleep(DISCOVERY_PERIOD).await;
+                    let Some(inner) = weak.upgrade() else { return };
+                    if let Err(e) = (Engine { inner }).discover().await {
+                        tracing::warn!(error = %e, "cannot look for programmes other servers created");
+                    }
+                }
+            });
+        }
         Ok(engine)
+    }
+
+    /// Loads programmes that other servers created in a shared store since this engine
+    /// opened (run every [`DISCOVERY_PERIOD`] for shared stores).
+    pub async fn discover(&self) -> Result<(), EngineError> {
+        let ids = self.inner.store.program_ids().await.map_err(store_error)?;
+        for id in ids {
+            if self.loaded(id).is_none() {
+                self.program(id).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Registers a loaded ledger and starts its writer.
@@ -331,6 +369,7 @@ impl Engine {
         let id = ledger.spec().id();
         let spec = ledger.spec().clone();
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let ticks = tx.downgrade();
         let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
         let state = Arc::new(ProgramState {
             id,
@@ -342,6 +381,19 @@ impl Engine {
             state: state.clone(),
             spec,
             queue: Mutex::new(Some(tx)),
+        });
+        let period = if self.inner.store.shared() {
+            FOLLOW_PERIOD
+        } else {
+            RECOVERY_PERIOD
+        };
+        self.inner.runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                let Some(tx) = ticks.upgrade() else { return };
+                // A full queue means the writer is busy anyway.
+                let _ = tx.try_send(Msg::Tick);
+            }
         });
         let writer = Writer {
             state,
@@ -561,7 +613,7 @@ impl Engine {
                 now,
                 reply,
             };
-            if queue.send(job).await.is_err() {
+            if queue.send(Msg::Job(job)).await.is_err() {
                 pending.push((len, None));
             } else {
                 pending.push((len, Some(answer)));
@@ -809,7 +861,7 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(self, mut rx: mpsc::Receiver<Job>) {
+    fn run(self, mut rx: mpsc::Receiver<Msg>) {
         let mut last_checkpoint = match self
             .runtime
             .block_on(self.store.latest_checkpoint(self.state.id))
@@ -817,15 +869,32 @@ impl Writer {
             Ok(Some(cp)) => cp.next_sequence,
             _ => 0,
         };
-        while let Some(first) = rx.blocking_recv() {
+        let mut carried: Option<Job> = None;
+        loop {
+            let first = match carried.take() {
+                Some(job) => job,
+                None => match rx.blocking_recv() {
+                    Some(Msg::Job(job)) => job,
+                    Some(Msg::Tick) => {
+                        self.tick();
+                        continue;
+                    }
+                    None => break,
+                },
+            };
             let mut count = first.requests.len();
             let mut jobs = vec![first];
             while count < self.options.max_batch {
                 match rx.try_recv() {
-                    Ok(job) => {
+                    Ok(Msg::Job(job)) if count + job.requests.len() > self.options.max_batch => {
+                        carried = Some(job);
+                        break;
+                    }
+                    Ok(Msg::Job(job)) => {
                         count += job.requests.len();
                         jobs.push(job);
                     }
+                    Ok(Msg::Tick) => {}
                     Err(_) => break,
                 }
             }
@@ -856,6 +925,50 @@ impl Writer {
                 self.checkpoint();
                 last_checkpoint = next;
             }
+        }
+    }
+
+    /// Periodic work: retry recovery of a read-only programme, and follow other writers of
+    /// a shared store so that reads and subscribers see their entries.
+    fn tick(&self) {
+        if self.state.read_only.load(Ordering::SeqCst) {
+            let mut ledger = self
+                .state
+                .ledger
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Ok(reloaded) = self
+                .runtime
+                .block_on(load_ledger(&*self.store, self.state.id))
+            {
+                *ledger = reloaded;
+                self.state.read_only.store(false, Ordering::SeqCst);
+                tracing::info!(program = %self.state.id, "storage is back; programme accepts writes again");
+            }
+            return;
+        }
+        if !self.store.shared() {
+            return;
+        }
+        let mut seen = Vec::new();
+        {
+            let mut ledger = self
+                .state
+                .ledger
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            let caught_up = self.runtime.block_on(catch_up(
+                &mut ledger,
+                &*self.store,
+                self.state.id,
+                Some(&mut seen),
+            ));
+            if let Err(e) = caught_up {
+                tracing::warn!(program = %self.state.id, error = %e, "cannot follow the shared journal");
+            }
+        }
+        for entry in seen {
+            let _ = self.state.events.send(entry);
         }
     }
 

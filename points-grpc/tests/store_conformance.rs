@@ -762,3 +762,114 @@ async fn postgres_two_servers_never_overdraw() {
     fresh.shutdown().await;
     drop_schema(&config).await;
 }
+
+/// A second server follows what the first writes: programmes it creates, entries it
+/// appends (reads and subscribers), without writing anything itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_second_server_follows_the_first() {
+    let Some(config) = postgres().await else {
+        return;
+    };
+    let a = Engine::open(config.clone(), EngineOptions::default())
+        .await
+        .unwrap();
+    let b = Engine::open(config.clone(), EngineOptions::default())
+        .await
+        .unwrap();
+    let f = Fixture::new(2);
+    f.set_up(&a).await;
+
+    // B discovers the programme on its own.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.subscribe(f.program).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "B never discovered the programme"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut events = b.subscribe(f.program).unwrap();
+    let at = Timestamp::from_millis(T0 + 2000);
+    let Applied::New(entry) = a
+        .submit_at(f.program, f.redeem(f.members[0], "25"), at)
+        .await
+        .unwrap()
+    else {
+        panic!("not new")
+    };
+    let seen = loop {
+        let got = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("B's subscriber never saw A's entry")
+            .unwrap();
+        if got.sequence() == entry.sequence() {
+            break got;
+        }
+    };
+    assert_eq!(*seen, entry);
+    assert_eq!(f.available(&b, f.members[0]), "75.00");
+    assert_eq!(
+        b.read(f.program, |l| l.head_hash()).unwrap(),
+        a.read(f.program, |l| l.head_hash()).unwrap()
+    );
+
+    // A retry through B is answered with A's entry; a reused id through B is refused.
+    let original = a.entries(f.program, entry.sequence(), 1).await.unwrap();
+    let mut retry = f.redeem(f.members[0], "25");
+    retry.request_id = original[0].request_id();
+    let answer = b.submit_at(f.program, retry.clone(), at).await.unwrap();
+    assert_eq!(
+        answer,
+        Applied::Duplicate {
+            sequence: entry.sequence(),
+            id: entry.id()
+        }
+    );
+    let mut reused = f.redeem(f.members[0], "1");
+    reused.request_id = retry.request_id;
+    assert!(matches!(
+        b.submit_at(f.program, reused, at).await,
+        Err(EngineError::Rejected(Rejection::RequestIdReused))
+    ));
+    a.shutdown().await;
+    b.shutdown().await;
+    drop_schema(&config).await;
+}
+
+/// A failed commit on PostgreSQL acknowledges nothing; the retry lands exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_failed_commit_acknowledges_nothing() {
+    let Some(config) = postgres().await else {
+        return;
+    };
+    let engine = Engine::open(config.clone(), EngineOptions::default())
+        .await
+        .unwrap();
+    let f = Fixture::new(3);
+    f.set_up(&engine).await;
+    let at = Timestamp::from_millis(T0 + 2000);
+    let requests: Vec<Request> = f.members.iter().map(|&m| f.redeem(m, "60")).collect();
+    engine.inject_commit_failures(1);
+    let results = engine.submit_many_at(f.program, requests.clone(), at).await;
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Err(EngineError::Unavailable(_)))),
+        "{results:?}"
+    );
+    assert_eq!(f.available(&engine, f.members[0]), "100.00");
+    let results = engine.submit_many_at(f.program, requests, at).await;
+    assert!(
+        results.iter().all(|r| matches!(r, Ok(Applied::New(_)))),
+        "{results:?}"
+    );
+    engine.shutdown().await;
+    let fresh = Engine::open(config.clone(), EngineOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(f.available(&fresh, f.members[2]), "40.00");
+    let audit = fresh.audit(f.program).await.unwrap();
+    assert!(audit.is_clean(), "{:?}", audit.breaches);
+    fresh.shutdown().await;
+    drop_schema(&config).await;
+}
