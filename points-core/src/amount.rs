@@ -149,14 +149,14 @@ impl Amount {
         if value.scale() > u32::from(scale.places()) {
             return Err(AmountError::TooPrecise);
         }
+        // Integer arithmetic on the mantissa: value = mantissa / 10^places_in, so in minor
+        // units it is mantissa * 10^(scale - places_in), exact after the check above.
+        let shift = u32::from(scale.places()) - value.scale();
         let minor = value
-            .checked_mul(Decimal::from(scale.unit()))
+            .mantissa()
+            .checked_mul(10_i128.pow(shift))
             .ok_or(AmountError::Overflow)?;
-        // After the scale check the product is an integer; only its size can still fail.
-        let minor: i64 = minor
-            .trunc()
-            .try_into()
-            .map_err(|_| AmountError::Overflow)?;
+        let minor = i64::try_from(minor).map_err(|_| AmountError::Overflow)?;
         if minor > MAX_AMOUNT_MINOR {
             return Err(AmountError::Overflow);
         }
