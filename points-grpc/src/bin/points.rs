@@ -1135,6 +1135,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "kind",
                     "amount",
                     "balance",
+                    "counterparty.kind",
                     "counterparty.id",
                 ],
             );
