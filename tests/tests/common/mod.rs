@@ -13,10 +13,16 @@ use tonic::transport::Channel;
 /// The `points-server` binary of the profile these tests were built in, built first if
 /// it is missing.
 pub fn server_binary() -> PathBuf {
+    binary("points-server")
+}
+
+/// A binary of `points-grpc` (`points-server` or `points`) of the profile these tests were
+/// built in, built first if it is missing.
+pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     // target/<profile>/deps/<test binary>
     let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-    let bin = profile_dir.join(format!("points-server{}", std::env::consts::EXE_SUFFIX));
+    let bin = profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     if !bin.exists() {
         let profile = profile_dir
             .file_name()
@@ -25,14 +31,14 @@ pub fn server_binary() -> PathBuf {
             .to_owned();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let mut command = Command::new(cargo);
-        command.args(["build", "-p", "points-grpc", "--bin", "points-server"]);
+        command.args(["build", "-p", "points-grpc", "--bin", name]);
         if profile != "debug" {
             command.args(["--profile", &profile]);
         }
         let status = command.status().expect("running cargo build");
-        assert!(status.success(), "building points-server failed");
+        assert!(status.success(), "building {name} failed");
     }
-    assert!(bin.exists(), "no points-server at {}", bin.display());
+    assert!(bin.exists(), "no {name} at {}", bin.display());
     bin
 }
 

@@ -1,0 +1,237 @@
+//! The `points` CLI against the real server: setup, a resumable bulk import, a redemption,
+//! a statement, chain verification, and how errors are reported.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{binary, Server};
+use serde_json::Value;
+use std::process::{Command, Output};
+
+struct Cli {
+    server: String,
+    key: String,
+    program: String,
+}
+
+impl Cli {
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_as(&self.key, args)
+    }
+
+    fn run_as(&self, key: &str, args: &[&str]) -> Output {
+        let mut command = Command::new(binary("points"));
+        command
+            .env_remove("POINTS_PROGRAM")
+            .env("POINTS_SERVER", &self.server)
+            .env("POINTS_API_KEY", key);
+        if !self.program.is_empty() {
+            command.env("POINTS_PROGRAM", &self.program);
+        }
+        command.args(args).output().expect("running points")
+    }
+
+    /// Runs with --json and parses stdout; panics on failure.
+    fn json(&self, args: &[&str]) -> Value {
+        self.json_as(&self.key.clone(), args)
+    }
+
+    fn json_as(&self, key: &str, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.run_as(key, &all);
+        assert!(
+            out.status.success(),
+            "points {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "points {args:?}: not JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+}
+
+fn s(v: &Value, path: &str) -> String {
+    let mut v = v;
+    for part in path.split('.') {
+        v = &v[part];
+    }
+    v.as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| v.to_string())
+}
+
+#[test]
+fn cli_walkthrough_import_and_errors() {
+    let server = Server::start();
+    let mut cli = Cli {
+        server: format!("http://{}", server.addr),
+        key: server.admin_key(),
+        program: String::new(),
+    };
+    let created = cli.json(&[
+        "program",
+        "create",
+        "--name",
+        "CLI test",
+        "--decimal-places",
+        "2",
+    ]);
+    cli.program = s(&created, "program.program_id");
+    assert_eq!(s(&created, "receipt.sequence"), "0");
+
+    let unit = cli.json(&[
+        "org-unit",
+        "create",
+        "--name",
+        "Donghu",
+        "--level",
+        "community",
+    ]);
+    let community = s(&unit, "org_unit.org_unit_id");
+    let merchant = cli.json(&[
+        "merchant",
+        "register",
+        "--org-unit",
+        &community,
+        "--name",
+        "Cafe",
+    ]);
+    let cafe = s(&merchant, "merchant.merchant_id");
+    let till = s(
+        &cli.json(&[
+            "key",
+            "create",
+            "--role",
+            "merchant",
+            "--merchant",
+            &cafe,
+            "--label",
+            "till",
+        ]),
+        "secret",
+    );
+    let member = s(
+        &cli.json(&[
+            "member",
+            "enrol",
+            "--org-unit",
+            &community,
+            "--card",
+            "DH-9",
+        ]),
+        "member_id",
+    );
+    let activity = s(
+        &cli.json(&[
+            "activity",
+            "define",
+            "--org-unit",
+            &community,
+            "--name",
+            "Patrol",
+            "--per-hour",
+            "10",
+        ]),
+        "activity_id",
+    );
+
+    // A CSV of three records with absolute start times: 30 + 60 + 90 minutes = 30 points.
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        - 3 * 3_600_000;
+    let mut csv = String::from("member_id,activity_id,org_unit_id,started_at,minutes\n");
+    for minutes in [30, 60, 90] {
+        csv.push_str(&format!(
+            "{member},{activity},{community},{start},{minutes}\n"
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("records.csv");
+    std::fs::write(&file, csv).unwrap();
+    let file = file.to_str().unwrap();
+    let first = cli.json(&["import", "service", file, "--batch", "2", "--approve"]);
+    assert_eq!(first["recorded"], 3);
+    assert_eq!(first["already_recorded"], 0);
+    // Running it again records nothing twice.
+    let again = cli.json(&["import", "service", file, "--batch", "2", "--approve"]);
+    assert_eq!(again["already_recorded"], 3);
+    let balance = cli.json_as(&till, &["member", "balance", "--card", "DH-9"]);
+    assert_eq!(s(&balance, "available"), "30.00");
+
+    // Redeem at the till; an idempotent retry; an over-spend reported on stderr.
+    let redeem = [
+        "redeem",
+        "--merchant",
+        &cafe,
+        "--card",
+        "DH-9",
+        "--amount",
+        "12.50",
+        "--request-id",
+        "0b7f9d4e-5c1a-4d2b-8e3f-6a7b8c9d0e1f",
+    ];
+    let r1 = cli.json_as(&till, &redeem);
+    let r2 = cli.json_as(&till, &redeem);
+    assert_eq!(s(&r1, "available"), "17.50");
+    assert_eq!(s(&r2, "receipt.entry_id"), s(&r1, "receipt.entry_id"));
+    assert_eq!(r2["receipt"]["duplicate"], true);
+    let out = cli.run_as(
+        &till,
+        &[
+            "redeem",
+            "--merchant",
+            &cafe,
+            "--member",
+            &member,
+            "--amount",
+            "100",
+        ],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("INSUFFICIENT_POINTS 700"), "{stderr}");
+    // A malformed amount names the field.
+    let out = cli.run_as(
+        &till,
+        &[
+            "redeem",
+            "--merchant",
+            &cafe,
+            "--member",
+            &member,
+            "--amount",
+            "1.001",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("InvalidArgument") && stderr.contains("amount:"),
+        "{stderr}"
+    );
+
+    // Statement, entries, chain and audit.
+    let statement = cli.json(&["statement", "--member", &member]);
+    assert_eq!(s(&statement, "closing_balance"), "17.50");
+    assert_eq!(statement["lines"].as_array().unwrap().len(), 3);
+    let entries = cli.json(&["entries", "list", "--page-size", "3", "--all"]);
+    let n = entries["entries"].as_array().unwrap().len();
+    let chain = cli.json(&["verify-chain"]);
+    assert_eq!(chain["ok"], true);
+    assert_eq!(chain["entries_checked"].as_u64().unwrap() as usize, n);
+    let out = cli.run(&["audit"]);
+    assert!(out.status.success());
+    let human = String::from_utf8_lossy(&out.stdout);
+    assert!(human.contains("ok:") && human.contains("true"), "{human}");
+    // Human tables.
+    let out = cli.run(&["merchant", "list"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.starts_with("MERCHANT_ID"), "{table}");
+    assert!(table.contains("Cafe"));
+}
