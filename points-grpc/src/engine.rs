@@ -950,6 +950,24 @@ impl Writer {
         if !self.store.shared() {
             return;
         }
+        // Look without the write lock first: usually nobody else wrote.
+        let next = self
+            .state
+            .ledger
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .next_sequence();
+        match self
+            .runtime
+            .block_on(self.store.read_entries(self.state.id, next, 1))
+        {
+            Ok(page) if page.is_empty() => return,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(program = %self.state.id, error = %e, "cannot follow the shared journal");
+                return;
+            }
+        }
         let mut seen = Vec::new();
         {
             let mut ledger = self

@@ -873,3 +873,47 @@ async fn postgres_failed_commit_acknowledges_nothing() {
     fresh.shutdown().await;
     drop_schema(&config).await;
 }
+
+/// A failed commit followed by a failed reload makes the programme read-only; reads go
+/// on; once the store is back the writer reloads it and writes are accepted again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_after_failed_reload_then_recovers() {
+    let store = Arc::new(MemoryStore::new());
+    let engine = Engine::open_with_store(store.clone() as Arc<dyn Store>, options(1_000))
+        .await
+        .unwrap();
+    let f = Fixture::new(2);
+    f.set_up(&engine).await;
+    let at = Timestamp::from_millis(T0 + 2000);
+    let head = engine.read(f.program, |l| l.head_hash()).unwrap();
+
+    engine.inject_commit_failures(1);
+    store.set_unreadable(true);
+    let r = engine
+        .submit_at(f.program, f.redeem(f.members[0], "10"), at)
+        .await;
+    assert!(matches!(r, Err(EngineError::Unavailable(_))), "{r:?}");
+    assert!(engine.is_read_only(f.program).unwrap());
+    let r = engine
+        .submit_at(f.program, f.redeem(f.members[1], "10"), at)
+        .await;
+    assert!(matches!(r, Err(EngineError::Unavailable(_))), "{r:?}");
+    // Reads keep working.
+    assert!(engine.read(f.program, |l| l.member_count()).unwrap() == 2);
+
+    store.set_unreadable(false);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while engine.is_read_only(f.program).unwrap() {
+        assert!(Instant::now() < deadline, "never recovered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Recovered from the store: the failed batch is gone.
+    assert_eq!(engine.read(f.program, |l| l.head_hash()).unwrap(), head);
+    assert_eq!(f.available(&engine, f.members[0]), "100.00");
+    let r = engine
+        .submit_at(f.program, f.redeem(f.members[0], "10"), at)
+        .await;
+    assert!(matches!(r, Ok(Applied::New(_))), "{r:?}");
+    let audit = engine.audit(f.program).await.unwrap();
+    assert!(audit.is_clean(), "{:?}", audit.breaches);
+}

@@ -24,12 +24,24 @@ struct State {
 pub struct MemoryStore {
     state: Mutex<State>,
     faults: Faults,
+    unreadable: std::sync::atomic::AtomicBool,
 }
 
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Test hook: while set, journal reads fail (as if the storage were gone).
+    #[doc(hidden)]
+    pub fn set_unreadable(&self, unreadable: bool) {
+        self.unreadable
+            .store(unreadable, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn unreadable(&self) -> bool {
+        self.unreadable.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -105,6 +117,9 @@ impl Store for MemoryStore {
         from_sequence: u64,
         limit: usize,
     ) -> BoxFuture<'_, StoreResult<Vec<StoredEntry>>> {
+        if self.unreadable() {
+            return ready(Err(StoreError::Unavailable("injected read failure".into())));
+        }
         let state = self.lock();
         let out = state
             .programs
@@ -134,6 +149,9 @@ impl Store for MemoryStore {
         &self,
         program: ProgramId,
     ) -> BoxFuture<'_, StoreResult<Option<Checkpoint>>> {
+        if self.unreadable() {
+            return ready(Err(StoreError::Unavailable("injected read failure".into())));
+        }
         let state = self.lock();
         let out = state
             .programs
