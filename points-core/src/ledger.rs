@@ -1521,10 +1521,12 @@ impl Ledger {
             let exists = entry
                 .sequence_for(self.entry_prefix)
                 .is_some_and(|sequence| sequence < self.next_sequence);
-            return Err(if exists {
-                Rejection::NotReversible
-            } else {
-                Rejection::UnknownEntry
+            // Only admins and recorders reverse anything, and permission ranks before the
+            // kind of entry.
+            return Err(match actor {
+                _ if !exists => Rejection::UnknownEntry,
+                Actor::Admin { .. } | Actor::Recorder { .. } => Rejection::NotReversible,
+                _ => Rejection::ActorNotAllowed,
             });
         };
         // Permission first, against the org unit the original entry belongs to.
