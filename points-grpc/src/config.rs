@@ -78,6 +78,15 @@ pub struct Args {
     /// Seconds to let in-flight calls finish on SIGTERM/SIGINT [default: 30].
     #[arg(long, env = "POINTS_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<u64>,
+    /// PEM certificate chain to serve TLS with (needs --tls-key).
+    #[arg(long, env = "POINTS_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "POINTS_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s) that client certificates must chain to: turns on mutual TLS.
+    #[arg(long, env = "POINTS_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 /// The TOML file: the same settings, snake_case.
@@ -96,6 +105,20 @@ pub struct FileConfig {
     snapshot_every: Option<u64>,
     expiry_sweep_secs: Option<u64>,
     shutdown_grace_secs: Option<u64>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+}
+
+/// TLS settings of the gRPC port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// PEM CA for client certificates (mutual TLS), if any.
+    pub client_ca: Option<PathBuf>,
 }
 
 /// The settled configuration.
@@ -117,6 +140,8 @@ pub struct Config {
     pub expiry_sweep_secs: u64,
     /// Shutdown grace period in seconds.
     pub shutdown_grace_secs: u64,
+    /// TLS, when configured.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Args {
@@ -154,6 +179,19 @@ impl Args {
             },
         };
         let defaults = EngineOptions::default();
+        let tls = match (
+            self.tls_cert.or(file.tls_cert),
+            self.tls_key.or(file.tls_key),
+            self.tls_client_ca.or(file.tls_client_ca),
+        ) {
+            (Some(cert), Some(key), client_ca) => Some(TlsFiles {
+                cert,
+                key,
+                client_ca,
+            }),
+            (None, None, None) => None,
+            _ => anyhow::bail!("TLS needs both --tls-cert and --tls-key"),
+        };
         let no_metrics = self.no_metrics || file.no_metrics.unwrap_or(false);
         Ok(Config {
             listen: self
@@ -193,6 +231,7 @@ impl Args {
                 .shutdown_grace_secs
                 .or(file.shutdown_grace_secs)
                 .unwrap_or(30),
+            tls,
         })
     }
 }

@@ -69,6 +69,20 @@ pub async fn expiry_sweep(engine: &Engine) {
     }
 }
 
+/// The server's TLS configuration from PEM files.
+fn tls_config(tls: &crate::config::TlsFiles) -> anyhow::Result<tonic::transport::ServerTlsConfig> {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+    };
+    let mut config =
+        ServerTlsConfig::new().identity(Identity::from_pem(read(&tls.cert)?, read(&tls.key)?));
+    if let Some(ca) = &tls.client_ca {
+        config = config.client_ca_root(Certificate::from_pem(read(ca)?));
+    }
+    Ok(config)
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -158,7 +172,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        builder = builder
+            .tls_config(tls_config(tls)?)
+            .context("configuring TLS")?;
+        tracing::info!(mutual = tls.client_ca.is_some(), "serving TLS");
+    }
+    let server = builder
         .layer(AuthLayer::new(keys))
         .add_service(health_service)
         .add_service(reflection)

@@ -44,6 +44,18 @@ struct Cli {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    /// PEM CA certificate to trust for an https:// server.
+    #[arg(long, env = "POINTS_TLS_CA", global = true)]
+    tls_ca: Option<std::path::PathBuf>,
+    /// PEM client certificate, for a server that requires mutual TLS.
+    #[arg(long, env = "POINTS_TLS_CERT", global = true, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "POINTS_TLS_KEY", global = true)]
+    tls_key: Option<std::path::PathBuf>,
+    /// Server name to verify in the server's certificate (default: the host of --server).
+    #[arg(long, global = true)]
+    tls_domain: Option<String>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -907,8 +919,26 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let channel = Channel::from_shared(cli.server.clone())?
-        .connect_timeout(Duration::from_secs(5))
+    let mut endpoint =
+        Channel::from_shared(cli.server.clone())?.connect_timeout(Duration::from_secs(5));
+    if cli.server.starts_with("https://") || cli.tls_ca.is_some() || cli.tls_cert.is_some() {
+        use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+        };
+        let mut tls = ClientTlsConfig::new();
+        if let Some(ca) = &cli.tls_ca {
+            tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+        }
+        if let (Some(cert), Some(key)) = (&cli.tls_cert, &cli.tls_key) {
+            tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        if let Some(domain) = &cli.tls_domain {
+            tls = tls.domain_name(domain.clone());
+        }
+        endpoint = endpoint.tls_config(tls)?;
+    }
+    let channel = endpoint
         .connect()
         .await
         .with_context(|| format!("connecting to {}", cli.server))?;
