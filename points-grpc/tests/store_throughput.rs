@@ -52,15 +52,45 @@ fn db_bytes(dir: &std::path::Path) -> (u64, u64, u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement; run in release mode with --ignored --nocapture"]
 async fn sqlite_group_commit_throughput() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig::Sqlite {
+        dir: dir.path().to_path_buf(),
+    };
+    measure(config, Some(dir.path())).await;
+}
+
+/// The same on PostgreSQL (`POINTS_TEST_DATABASE_URL`), in a schema of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement; run in release mode with --ignored --nocapture"]
+async fn postgres_group_commit_throughput() {
+    let url = std::env::var("POINTS_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/points_test".into());
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let schema = format!("points_bench_{}", uid().simple());
+    client
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .await
+        .unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let config = StoreConfig::Postgres {
+        url: format!("{url}{sep}options=-csearch_path%3D{schema}"),
+    };
+    measure(config, None).await;
+    client
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+}
+
+async fn measure(config: StoreConfig, sqlite_dir: Option<&std::path::Path>) {
     let total: usize = std::env::var("POINTS_BENCH_ENTRIES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
     let members_n = 10_000;
-    let dir = tempfile::tempdir().unwrap();
-    let config = StoreConfig::Sqlite {
-        dir: dir.path().to_path_buf(),
-    };
     let options = EngineOptions {
         max_batch: 8192,
         snapshot_every: u64::MAX,
@@ -175,7 +205,7 @@ async fn sqlite_group_commit_throughput() {
         .await
         .unwrap();
     let setup_entries = engine.read(program, |l| l.next_sequence()).unwrap();
-    let (pages0, page_size, _) = db_bytes(dir.path());
+    let (pages0, page_size, _) = sqlite_dir.map(db_bytes).unwrap_or_default();
 
     // 1. Batches of 8192 through submit_many.
     let redemptions: Vec<Request> = (0..total)
@@ -245,13 +275,15 @@ async fn sqlite_group_commit_throughput() {
     let entries = engine.read(program, |l| l.next_sequence()).unwrap();
     engine.shutdown().await;
     drop(engine);
-    let (pages, _, _) = db_bytes(dir.path());
+    let (pages, _, _) = sqlite_dir.map(db_bytes).unwrap_or_default();
     let redeemed = entries - setup_entries;
-    println!(
+    if sqlite_dir.is_some() {
+        println!(
         "on disk: {} bytes for {redeemed} redemption entries = {:.1} bytes/entry (page_count*page_size after a WAL checkpoint, setup excluded)",
         (pages - pages0) * page_size,
         ((pages - pages0) * page_size) as f64 / redeemed as f64
-    );
+        );
+    }
 
     // 3. Start-up over the whole journal (no checkpoint), then with a checkpoint.
     let started = Instant::now();
@@ -301,11 +333,11 @@ async fn sqlite_group_commit_throughput() {
         .unwrap();
     engine.shutdown().await;
     drop(engine);
-    let (_, _, snapshot_bytes) = db_bytes(dir.path());
+    let (_, _, snapshot_bytes) = sqlite_dir.map(db_bytes).unwrap_or_default();
     let started = Instant::now();
     let engine = Engine::open(config, options).await.unwrap();
     println!(
-        "start-up from a checkpoint ({snapshot_bytes} snapshot bytes, {members_n} members): {:.2?}",
+        "start-up from a checkpoint ({snapshot_bytes} snapshot bytes if SQLite, {members_n} members): {:.2?}",
         started.elapsed()
     );
     assert_eq!(
