@@ -5,7 +5,12 @@
 //! `cargo test --release -p points-grpc --test store_throughput -- --ignored --nocapture`
 //! (`POINTS_BENCH_ENTRIES` sets the number of redemptions, default 200000).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::float_arithmetic
+)]
 
 use points_core::{
     ActivityInput, Actor, ActorId, Applied, Command, Event, MemberId, MemberKind, MerchantId,
