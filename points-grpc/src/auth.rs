@@ -414,11 +414,9 @@ where
                             .headers()
                             .get("grpc-status")
                             .map_or(Code::Ok, |v| Code::from_bytes(v.as_bytes()));
-                        crate::metrics::global().request(
-                            &path,
-                            &format!("{code:?}"),
-                            start.elapsed(),
-                        );
+                        let elapsed = start.elapsed();
+                        crate::metrics::global().request(&path, &format!("{code:?}"), elapsed);
+                        tracing::debug!(method = %path, ?code, ?elapsed, "call");
                     }
                     response
                 })
@@ -427,6 +425,7 @@ where
                 let metrics = crate::metrics::global();
                 metrics.auth_failure(status.code());
                 metrics.request(&path, &format!("{:?}", status.code()), start.elapsed());
+                tracing::debug!(method = %path, code = ?status.code(), "call refused");
                 let response = status.into_http::<R>();
                 Box::pin(async move { Ok(response) })
             }

@@ -158,6 +158,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = std::io::stdout().flush();
     tracing::info!(%local, "serving gRPC");
 
+    // Keys created or revoked through another server on a shared store reach this one's
+    // cache within this interval (changes made here are visible at once).
+    let refresh_task = {
+        let keys = keys.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(Duration::from_secs(10));
+            interval.tick().await;
+            loop {
+                interval.tick().await;
+                if let Err(error) = keys.refresh().await {
+                    tracing::warn!(%error, "refreshing API keys failed");
+                }
+            }
+        })
+    };
     let sweep_task = (config.expiry_sweep_secs > 0).then(|| {
         let engine = engine.clone();
         let every = Duration::from_secs(config.expiry_sweep_secs);
@@ -223,6 +238,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         }
     }
+    refresh_task.abort();
     if let Some(task) = sweep_task {
         task.abort();
     }
