@@ -143,7 +143,11 @@ impl Auditor {
         };
         if let Err(error) = replayed {
             self.chain_broken = true;
-            self.breach(AuditRule::Chain, Some(seq), error.to_string());
+            // Name the position where the journal breaks (every entry before it replayed),
+            // not the sequence number the faulty entry claims: a dropped entry or an edited
+            // sequence field would otherwise point at the wrong entry, or at none.
+            let position = self.report.entries_checked - 1;
+            self.breach(AuditRule::Chain, Some(position), error.to_string());
             return;
         }
         let Some(replica) = self.replica.as_ref() else {

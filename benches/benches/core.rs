@@ -1,0 +1,375 @@
+//! Benchmarks of the pure ledger engine (`points-core`) at city scale: a ledger of 1,000,000
+//! members, each holding one lot of points.
+//!
+//! - `core/redeem`: one `Redeem` per element through `Ledger::apply` (idempotency check,
+//!   validation, hash-chained entry), spread over all members.
+//! - `core/approve`: one `ApproveService` of one pre-recorded record per element.
+//! - `core/replay`: `Ledger::replay` of a journal of the 1,000,000 members' setup plus
+//!   1,000,000 redemptions; throughput in entries.
+//! - Before the timed groups, a one-off measurement of resident memory per member (from
+//!   `/proc/self/statm`) is printed to stdout.
+//!
+//! Run with `cargo bench -p points-bench --bench core -- --sample-size 10`. Set
+//! `POINTS_BENCH_MEMBERS` to use a smaller ledger for a quick try.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use criterion::{BatchSize, Criterion, Throughput};
+use points_core::*;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+const BATCH: usize = 10_000;
+
+fn members() -> usize {
+    std::env::var("POINTS_BENCH_MEMBERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+fn admin() -> Actor {
+    Actor::Admin {
+        id: ActorId::from_u128(1).unwrap(),
+    }
+}
+fn till() -> Actor {
+    Actor::Merchant {
+        id: ActorId::from_u128(2).unwrap(),
+        merchant: cafe(),
+    }
+}
+fn community() -> OrgUnitId {
+    OrgUnitId::from_u128(10).unwrap()
+}
+fn cafe() -> MerchantId {
+    MerchantId::from_u128(20).unwrap()
+}
+fn patrol() -> ActivityId {
+    ActivityId::from_u128(30).unwrap()
+}
+fn member(i: usize) -> MemberId {
+    MemberId::from_u128(1_000_000_000 + i as u128).unwrap()
+}
+
+/// A virtual clock: the benches never read the machine's clock into the ledger.
+const T0: i64 = 1_790_000_000_000;
+
+/// Hands out request ids.
+struct Ids(u128);
+impl Ids {
+    fn next(&mut self) -> RequestId {
+        self.0 += 1;
+        RequestId::from_u128(self.0).unwrap()
+    }
+}
+
+/// A ledger under construction, optionally keeping its journal.
+struct Builder {
+    ledger: Ledger,
+    journal: Option<Vec<Entry>>,
+    ids: Ids,
+    now: Timestamp,
+}
+
+impl Builder {
+    fn new(keep_journal: bool) -> Builder {
+        let program = ProgramId::from_u128(0xbe7c).unwrap();
+        let spec = ProgramSpec::new(program, "Bench points", "points", Scale::new(2).unwrap())
+            .with_expiry(ExpiryPolicy::EndOfYear { years_after: 1 });
+        let mut ids = Ids(0);
+        let now = Timestamp::from_millis(T0);
+        let (ledger, genesis) = Ledger::open(spec, ids.next(), admin(), now).unwrap();
+        let mut builder = Builder {
+            ledger,
+            journal: keep_journal.then(|| vec![genesis]),
+            ids,
+            now,
+        };
+        builder.apply(
+            admin(),
+            Command::CreateOrgUnit {
+                id: community(),
+                parent: None,
+                name: "Donghu".into(),
+                level: OrgLevel::Community,
+            },
+        );
+        builder.apply(
+            admin(),
+            Command::RegisterMerchant {
+                id: cafe(),
+                org_unit: community(),
+                name: "Corner cafe".into(),
+                kind: MerchantKind::Partner,
+            },
+        );
+        builder.apply(
+            admin(),
+            Command::DefineActivity(ActivityInput {
+                id: patrol(),
+                org_unit: community(),
+                name: "Evening patrol".into(),
+                category: "patrol".into(),
+                rule: RuleInput::PerHour("10".parse().unwrap()),
+                coefficient: "1".parse().unwrap(),
+                max_minutes_per_occasion: None,
+                daily_points_cap: None,
+                time_kind: TimeKind::Credit,
+            }),
+        );
+        builder
+    }
+
+    fn apply(&mut self, actor: Actor, command: Command) -> Entry {
+        let request = Request {
+            request_id: self.ids.next(),
+            actor,
+            command,
+        };
+        match self.ledger.apply(&request, self.now) {
+            Ok(Applied::New(entry)) => {
+                if let Some(journal) = &mut self.journal {
+                    journal.push(entry.clone());
+                }
+                entry
+            }
+            other => panic!("setup failed: {other:?}"),
+        }
+    }
+
+    fn enrol(&mut self, from: usize, to: usize) {
+        for i in from..to {
+            self.apply(
+                admin(),
+                Command::EnrolMember {
+                    id: member(i),
+                    home: community(),
+                    kind: MemberKind::Resident,
+                    dual_registration: false,
+                    card_code: None,
+                },
+            );
+        }
+    }
+
+    /// Records ten hours of patrol (100 points) for members `from..to`, in batches; returns
+    /// the record ids.
+    fn record(&mut self, from: usize, to: usize) -> Vec<RecordId> {
+        let mut ids = Vec::with_capacity(to - from);
+        let started_at = self.now.saturating_add_millis(-36_000_000);
+        for chunk in (from..to).collect::<Vec<_>>().chunks(BATCH) {
+            let records = chunk
+                .iter()
+                .map(|&i| ServiceInput {
+                    member: member(i),
+                    activity: patrol(),
+                    org_unit: community(),
+                    started_at,
+                    minutes: 600,
+                })
+                .collect();
+            let entry = self.apply(admin(), Command::RecordService { records });
+            let Event::ServiceRecorded { records } = entry.event() else {
+                unreachable!()
+            };
+            ids.extend(records.iter().map(|r| r.id));
+        }
+        ids
+    }
+
+    /// Approves records in batches: every member gets one lot.
+    fn approve_batches(&mut self, records: &[RecordId]) {
+        for chunk in records.chunks(BATCH) {
+            self.apply(
+                admin(),
+                Command::ApproveService {
+                    records: chunk.to_vec(),
+                },
+            );
+        }
+    }
+
+    /// 1,000,000 members (or `POINTS_BENCH_MEMBERS`) with one lot of 100 points each.
+    fn city(keep_journal: bool) -> Builder {
+        let n = members();
+        let mut b = Builder::new(keep_journal);
+        b.enrol(0, n);
+        let records = b.record(0, n);
+        b.approve_batches(&records);
+        b
+    }
+}
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// (d) Resident bytes per member with one open lot, printed once.
+fn memory_per_member() {
+    let n = members() as u64;
+    let before = rss_bytes();
+    let started = Instant::now();
+    let mut b = Builder::new(false);
+    b.enrol(0, n as usize);
+    let enrolled = rss_bytes();
+    let records = b.record(0, n as usize);
+    b.approve_batches(&records);
+    drop(records);
+    let with_lots = rss_bytes();
+    let snapshot = b.ledger.snapshot().len() as u64;
+    println!(
+        "memory: {n} members built in {:.1?}; resident bytes per member: {} enrolled, {} with one \
+         lot (ledger incl. its service records and request ids); snapshot {} bytes per member",
+        started.elapsed(),
+        (enrolled - before) / n,
+        (with_lots - before) / n,
+        snapshot / n,
+    );
+    let balance = b
+        .ledger
+        .balance(member(n as usize - 1), b.now)
+        .unwrap()
+        .balance;
+    assert_eq!(balance, Points::from_minor(10_000));
+}
+
+/// (a) Redemptions into the city ledger.
+fn redeem(c: &mut Criterion, base: &Builder) {
+    let n = members();
+    let mut group = c.benchmark_group("core");
+    group.throughput(Throughput::Elements(1));
+    let mut ledger = base.ledger.clone();
+    let mut ids = Ids(1u128 << 64);
+    let mut next = 0usize;
+    let amount: Amount = "0.01".parse().unwrap();
+    let now = base.now;
+    group.bench_function("redeem", |bench| {
+        bench.iter_custom(|iters| {
+            let started = Instant::now();
+            for _ in 0..iters {
+                let request = Request {
+                    request_id: ids.next(),
+                    actor: till(),
+                    command: Command::Redeem {
+                        member: member(next % n),
+                        merchant: cafe(),
+                        amount,
+                    },
+                };
+                next += 1;
+                black_box(ledger.apply(&request, now).unwrap());
+            }
+            started.elapsed()
+        })
+    });
+    group.finish();
+}
+
+/// (b) Approvals of one pre-recorded record each into the city ledger.
+fn approve(c: &mut Criterion, base: &Builder) {
+    let n = members();
+    let mut group = c.benchmark_group("core");
+    group.throughput(Throughput::Elements(1));
+    let mut b = Builder {
+        ledger: base.ledger.clone(),
+        journal: None,
+        ids: Ids(2u128 << 64),
+        now: base.now,
+    };
+    let mut next = 0usize;
+    group.bench_function("approve", |bench| {
+        bench.iter_custom(|iters| {
+            // Untimed: record one record per member to approve, in batches.
+            let mut records = Vec::with_capacity(iters as usize);
+            let mut left = iters as usize;
+            while left > 0 {
+                let from = next % n;
+                let to = (from + left.min(BATCH)).min(n);
+                records.extend(b.record(from, to));
+                left -= to - from;
+                next += to - from;
+            }
+            let started = Instant::now();
+            for record in records {
+                let request = Request {
+                    request_id: b.ids.next(),
+                    actor: admin(),
+                    command: Command::ApproveService {
+                        records: vec![record],
+                    },
+                };
+                black_box(b.ledger.apply(&request, b.now).unwrap());
+            }
+            started.elapsed()
+        })
+    });
+    group.finish();
+}
+
+/// (c) Replaying a journal: the city's setup plus one redemption per member.
+fn replay(c: &mut Criterion) {
+    let n = members();
+    let mut b = Builder::city(true);
+    let amount: Amount = "0.01".parse().unwrap();
+    for i in 0..n {
+        b.apply(
+            till(),
+            Command::Redeem {
+                member: member(i),
+                merchant: cafe(),
+                amount,
+            },
+        );
+    }
+    let journal = b.journal.take().unwrap();
+    let head = b.ledger.head_hash();
+    drop(b);
+    let mut group = c.benchmark_group("core");
+    group.throughput(Throughput::Elements(journal.len() as u64));
+    group.bench_function("replay", |bench| {
+        bench.iter_batched(
+            || (),
+            |()| {
+                let ledger = Ledger::replay(&journal).unwrap();
+                assert_eq!(ledger.head_hash(), head);
+                ledger
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+    println!(
+        "replay journal: {} entries ({} redemptions)",
+        journal.len(),
+        n
+    );
+}
+
+fn main() {
+    let mut c = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5))
+        .configure_from_args();
+    if std::env::var_os("POINTS_BENCH_SKIP_MEMORY").is_none() {
+        memory_per_member();
+    }
+    let started = Instant::now();
+    let base = Builder::city(false);
+    println!(
+        "built a ledger of {} members with one lot each in {:.1?}",
+        members(),
+        started.elapsed()
+    );
+    redeem(&mut c, &base);
+    approve(&mut c, &base);
+    drop(base);
+    replay(&mut c);
+    c.final_summary();
+}
