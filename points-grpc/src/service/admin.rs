@@ -292,7 +292,7 @@ impl Admin for AdminService {
         &self,
         request: tonic::Request<pb::GetProgramRequest>,
     ) -> Result<Response<pb::Program>, Status> {
-        let (_, program) = caller(&request, &request.get_ref().program_id)?;
+        let (_, program) = caller(&self.ctx, &request, &request.get_ref().program_id).await?;
         let spec = self.ctx.read(program, |l| l.spec().clone())?;
         Ok(Response::new(program_to_pb(&spec)))
     }
@@ -328,7 +328,8 @@ impl Admin for AdminService {
         &self,
         request: tonic::Request<pb::CreateOrgUnitRequest>,
     ) -> Result<Response<pb::CreateOrgUnitResponse>, Status> {
-        let (principal, program) = caller(&request, &request.get_ref().program_id)?;
+        let (principal, program) =
+            caller(&self.ctx, &request, &request.get_ref().program_id).await?;
         let req = request.into_inner();
         let mut f = Fields::default();
         let request_id = f.id::<RequestId>("request_id", &req.request_id);
@@ -374,7 +375,8 @@ impl Admin for AdminService {
         &self,
         request: tonic::Request<pb::ListOrgUnitsRequest>,
     ) -> Result<Response<pb::ListOrgUnitsResponse>, Status> {
-        let (principal, program) = caller(&request, &request.get_ref().program_id)?;
+        let (principal, program) =
+            caller(&self.ctx, &request, &request.get_ref().program_id).await?;
         let scope = principal.scope(program)?;
         let req = request.into_inner();
         let size = page_size(req.page_size, DEFAULT_PAGE, MAX_PAGE)?;
@@ -410,7 +412,8 @@ impl Admin for AdminService {
         &self,
         request: tonic::Request<pb::RegisterMerchantRequest>,
     ) -> Result<Response<pb::RegisterMerchantResponse>, Status> {
-        let (principal, program) = caller(&request, &request.get_ref().program_id)?;
+        let (principal, program) =
+            caller(&self.ctx, &request, &request.get_ref().program_id).await?;
         let req = request.into_inner();
         let mut f = Fields::default();
         let request_id = f.id::<RequestId>("request_id", &req.request_id);
@@ -454,7 +457,8 @@ impl Admin for AdminService {
         &self,
         request: tonic::Request<pb::SetMerchantStatusRequest>,
     ) -> Result<Response<pb::SetMerchantStatusResponse>, Status> {
-        let (principal, program) = caller(&request, &request.get_ref().program_id)?;
+        let (principal, program) =
+            caller(&self.ctx, &request, &request.get_ref().program_id).await?;
         let req = request.into_inner();
         let mut f = Fields::default();
         let request_id = f.id::<RequestId>("request_id", &req.request_id);
@@ -487,7 +491,8 @@ impl Admin for AdminService {
         &self,
         request: tonic::Request<pb::ListMerchantsRequest>,
     ) -> Result<Response<pb::ListMerchantsResponse>, Status> {
-        let (principal, program) = caller(&request, &request.get_ref().program_id)?;
+        let (principal, program) =
+            caller(&self.ctx, &request, &request.get_ref().program_id).await?;
         let scope = principal.scope(program)?;
         let req = request.into_inner();
         let size = page_size(req.page_size, DEFAULT_PAGE, MAX_PAGE)?;
@@ -597,6 +602,7 @@ impl Admin for AdminService {
         };
         Self::may_manage(&principal, program)?;
         if let Some(program) = program {
+            self.ctx.ensure(program).await?;
             let known = self.ctx.read(program, |l| {
                 (
                     org_unit.is_none_or(|u| org_exists(l, u)),

@@ -107,7 +107,8 @@ impl LedgerApi for LedgerService {
         request: tonic::Request<pb::GetEntryRequest>,
     ) -> Result<Response<pb::Entry>, Status> {
         use pb::get_entry_request::Key;
-        let (principal, program) = caller(&request, &request.get_ref().program_id)?;
+        let (principal, program) =
+            caller(&self.ctx, &request, &request.get_ref().program_id).await?;
         let scope = principal.scope(program)?;
         let req = request.into_inner();
         let entry = match req.key {
@@ -147,7 +148,8 @@ impl LedgerApi for LedgerService {
         &self,
         request: tonic::Request<pb::GetStatementRequest>,
     ) -> Result<Response<pb::GetStatementResponse>, Status> {
-        let (principal, program) = caller(&request, &request.get_ref().program_id)?;
+        let (principal, program) =
+            caller(&self.ctx, &request, &request.get_ref().program_id).await?;
         let scope = principal.scope(program)?;
         let req = request.into_inner();
         let size = page_size(req.page_size, DEFAULT_PAGE, MAX_PAGE)?;
@@ -302,7 +304,8 @@ impl LedgerApi for LedgerService {
         &self,
         request: tonic::Request<pb::ListEntriesRequest>,
     ) -> Result<Response<pb::ListEntriesResponse>, Status> {
-        let (principal, program) = caller(&request, &request.get_ref().program_id)?;
+        let (principal, program) =
+            caller(&self.ctx, &request, &request.get_ref().program_id).await?;
         let scope = principal.scope(program)?;
         let req = request.into_inner();
         let size = page_size(req.page_size, DEFAULT_PAGE, MAX_PAGE)?;
@@ -386,7 +389,8 @@ impl LedgerApi for LedgerService {
         &self,
         request: tonic::Request<pb::WatchEntriesRequest>,
     ) -> Result<Response<Self::WatchEntriesStream>, Status> {
-        let (principal, program) = caller(&request, &request.get_ref().program_id)?;
+        let (principal, program) =
+            caller(&self.ctx, &request, &request.get_ref().program_id).await?;
         let scope = principal.scope(program)?;
         let req = request.into_inner();
         let mut f = Fields::default();
@@ -495,7 +499,7 @@ impl LedgerApi for LedgerService {
         &self,
         request: tonic::Request<pb::VerifyChainRequest>,
     ) -> Result<Response<pb::VerifyChainResponse>, Status> {
-        let (_, program) = caller(&request, &request.get_ref().program_id)?;
+        let (_, program) = caller(&self.ctx, &request, &request.get_ref().program_id).await?;
         let report = self
             .ctx
             .engine
@@ -516,7 +520,7 @@ impl LedgerApi for LedgerService {
         &self,
         request: tonic::Request<pb::AuditRequest>,
     ) -> Result<Response<pb::AuditResponse>, Status> {
-        let (_, program) = caller(&request, &request.get_ref().program_id)?;
+        let (_, program) = caller(&self.ctx, &request, &request.get_ref().program_id).await?;
         let report = self.ctx.engine.audit(program).await.map_err(Status::from)?;
         Ok(Response::new(pb::AuditResponse {
             ok: report.is_clean(),

@@ -62,6 +62,19 @@ impl Ctx {
         self.engine.read(program, f).map_err(|e| engine_status(&e))
     }
 
+    /// Makes sure a program is loaded: one that another server created on a shared store
+    /// is loaded now rather than at the engine's next discovery.
+    pub async fn ensure(&self, program: ProgramId) -> Result<(), Status> {
+        if self.engine.read(program, |_| ()).is_ok() {
+            return Ok(());
+        }
+        self.engine
+            .entries(program, 0, 1)
+            .await
+            .map(|_| ())
+            .map_err(|e| engine_status(&e))
+    }
+
     /// A program's scale.
     pub fn scale(&self, program: ProgramId) -> Result<Scale, Status> {
         self.read(program, |l| l.spec().scale())
@@ -76,14 +89,17 @@ pub fn program_id(text: &str) -> Result<ProgramId, Status> {
     id.ok_or_else(|| fields.status())
 }
 
-/// The principal of a request and the program it names, checked against the key's scope.
-pub fn caller<T>(
+/// The principal of a request and the program it names, checked against the key's scope,
+/// with the program loaded.
+pub async fn caller<T>(
+    ctx: &Ctx,
     request: &tonic::Request<T>,
     program: &str,
 ) -> Result<(Principal, ProgramId), Status> {
     let principal = Principal::of(request)?;
     let program = program_id(program)?;
     principal.check_program(program)?;
+    ctx.ensure(program).await?;
     Ok((principal, program))
 }
 

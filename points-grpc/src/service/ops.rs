@@ -687,6 +687,9 @@ pub async fn respond(
 
 /// Runs one operation for a unary call.
 pub async fn run(ctx: &Ctx, principal: &Principal, op: Op) -> Result<Res, Status> {
+    if let Ok(program) = ProgramId::parse(program_text(&op)) {
+        ctx.ensure(program).await?;
+    }
     let prepared = prepare(ctx, principal, None, &op)?;
     let applied = ctx
         .engine

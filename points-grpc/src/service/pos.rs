@@ -99,7 +99,8 @@ impl PointOfSale for PointOfSaleService {
         &self,
         request: Request<pb::GetBalanceRequest>,
     ) -> Result<Response<pb::GetBalanceResponse>, Status> {
-        let (principal, program) = caller(&request, &request.get_ref().program_id)?;
+        let (principal, program) =
+            caller(&self.ctx, &request, &request.get_ref().program_id).await?;
         let scope = principal.scope(program)?;
         let now = self.ctx.now();
         let req = request.into_inner();
@@ -149,7 +150,8 @@ impl PointOfSale for PointOfSaleService {
         &self,
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
-        let (principal, program) = caller(&request, &request.get_ref().program_id)?;
+        let (principal, program) =
+            caller(&self.ctx, &request, &request.get_ref().program_id).await?;
         let req = request.into_inner();
         let mut fields = Fields::default();
         if !req.request_id.is_empty() {

@@ -1,0 +1,279 @@
+//! Two real `points-server` processes over one PostgreSQL database (a schema of its own in
+//! `POINTS_TEST_DATABASE_URL`): the second server shares the first's keys, serves the
+//! programme the first created, and neither lets a member overspend across servers.
+//! Skipped where no database answers, unless `POINTS_REQUIRE_POSTGRES=1`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{auth, id, reason, Clients, Server};
+use points_grpc::pb;
+use tonic::Code;
+
+/// A fresh schema: the server URL (with `search_path`), the base URL and the schema name.
+async fn schema() -> Option<(String, String, String)> {
+    let base = std::env::var("POINTS_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/points_test".to_owned());
+    let connected = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tokio_postgres::connect(&base, tokio_postgres::NoTls),
+    )
+    .await;
+    let (client, connection) = match connected {
+        Ok(Ok(pair)) => pair,
+        other => {
+            let why = match other {
+                Ok(Err(e)) => e.to_string(),
+                _ => "timed out".to_owned(),
+            };
+            assert!(
+                std::env::var("POINTS_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "PostgreSQL is required but {base} does not answer: {why}"
+            );
+            eprintln!("no PostgreSQL at {base} ({why}): skipping");
+            return None;
+        }
+    };
+    tokio::spawn(connection);
+    let name = format!("points_e2e_{}", uuid::Uuid::new_v4().simple());
+    client
+        .batch_execute(&format!("CREATE SCHEMA {name}"))
+        .await
+        .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    Some((
+        format!("{base}{sep}options=-csearch_path%3D{name}"),
+        base,
+        name,
+    ))
+}
+
+async fn drop_schema(base: &str, name: &str) {
+    if let Ok((client, connection)) = tokio_postgres::connect(base, tokio_postgres::NoTls).await {
+        tokio::spawn(connection);
+        let _ = client
+            .batch_execute(&format!("DROP SCHEMA {name} CASCADE"))
+            .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_share_one_database() {
+    let Some((url, base, name)) = schema().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let a = Server::start_in(&dir.path().join("a"), &["--database-url", &url]);
+    let admin = a.admin_key();
+    let b = Server::start_in(&dir.path().join("b"), &["--database-url", &url]);
+    assert!(
+        b.bootstrap_key.is_none(),
+        "the second server finds the first's keys"
+    );
+    let mut ca = Clients::new(a.channel().await);
+    let mut cb = Clients::new(b.channel().await);
+
+    // Set up through server A.
+    let program = id();
+    ca.admin
+        .create_program(auth(
+            pb::CreateProgramRequest {
+                request_id: id(),
+                program_id: program.clone(),
+                name: "Shared".into(),
+                unit_name: "points".into(),
+                decimal_places: 2,
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .unwrap();
+    let unit = id();
+    ca.admin
+        .create_org_unit(auth(
+            pb::CreateOrgUnitRequest {
+                request_id: id(),
+                program_id: program.clone(),
+                org_unit_id: unit.clone(),
+                parent_id: String::new(),
+                name: "Donghu".into(),
+                level: pb::OrgUnitLevel::Community as i32,
+            },
+            &admin,
+        ))
+        .await
+        .unwrap();
+    let cafe = id();
+    ca.admin
+        .register_merchant(auth(
+            pb::RegisterMerchantRequest {
+                request_id: id(),
+                program_id: program.clone(),
+                merchant_id: cafe.clone(),
+                org_unit_id: unit.clone(),
+                name: "Cafe".into(),
+                kind: pb::MerchantKind::Partner as i32,
+            },
+            &admin,
+        ))
+        .await
+        .unwrap();
+    let member = id();
+    ca.rec
+        .enrol_member(auth(
+            pb::EnrolMemberRequest {
+                request_id: id(),
+                program_id: program.clone(),
+                member_id: member.clone(),
+                org_unit_id: unit.clone(),
+                kind: pb::MemberKind::Resident as i32,
+                dual_registration: false,
+                card_code: "SH-1".into(),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap();
+    // 20 points reach the member for one approved occasion of service.
+    let activity = id();
+    ca.rec
+        .define_activity(auth(
+            pb::DefineActivityRequest {
+                request_id: id(),
+                program_id: program.clone(),
+                activity_id: activity.clone(),
+                org_unit_id: unit.clone(),
+                name: "Patrol".into(),
+                category: "patrol".into(),
+                rule: Some(pb::ActivityRule {
+                    rule: Some(pb::activity_rule::Rule::PerOccasion("20".into())),
+                }),
+                time_kind: pb::TimeKind::Honour as i32,
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let recorded = ca
+        .rec
+        .record_service(auth(
+            pb::RecordServiceRequest {
+                request_id: id(),
+                program_id: program.clone(),
+                records: vec![pb::ServiceRecordInput {
+                    member_id: member.clone(),
+                    activity_id: activity.clone(),
+                    org_unit_id: unit.clone(),
+                    started_at: Some(prost_types::Timestamp {
+                        seconds: now - 3600,
+                        nanos: 0,
+                    }),
+                    minutes: 60,
+                }],
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    ca.rec
+        .approve_service(auth(
+            pb::ApproveServiceRequest {
+                request_id: id(),
+                program_id: program.clone(),
+                record_ids: vec![recorded.records[0].record_id.clone()],
+            },
+            &admin,
+        ))
+        .await
+        .unwrap();
+
+    // Server B serves the programme A created, with A's writes.
+    let balance = |c: &mut Clients| {
+        let mut c = c.clone();
+        let (program, admin) = (program.clone(), admin.clone());
+        async move {
+            c.pos
+                .get_balance(auth(
+                    pb::GetBalanceRequest {
+                        program_id: program,
+                        member: Some(pb::MemberRef {
+                            member: Some(pb::member_ref::Member::CardCode("SH-1".into())),
+                        }),
+                    },
+                    &admin,
+                ))
+                .await
+                .unwrap()
+                .into_inner()
+                .available
+        }
+    };
+    assert_eq!(balance(&mut cb).await, "20.00");
+
+    // Redeem 15 through B; then 10 through A is refused: A decides on B's write.
+    let redeem = |amount: &str| pb::RedeemRequest {
+        request_id: id(),
+        program_id: program.clone(),
+        merchant_id: cafe.clone(),
+        member: Some(pb::MemberRef {
+            member: Some(pb::member_ref::Member::MemberId(member.clone())),
+        }),
+        amount: amount.into(),
+    };
+    let spent = cb
+        .pos
+        .redeem(auth(redeem("15"), &admin))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(spent.available, "5.00");
+    let refused = ca.pos.redeem(auth(redeem("10"), &admin)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert_eq!(reason(&refused), "INSUFFICIENT_POINTS");
+    let ok = ca
+        .pos
+        .redeem(auth(redeem("5"), &admin))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ok.available, "0.00");
+
+    // One journal, one chain, a clean audit, seen from either server.
+    for c in [&mut ca, &mut cb] {
+        let chain = c
+            .ledger
+            .verify_chain(auth(
+                pb::VerifyChainRequest {
+                    program_id: program.clone(),
+                },
+                &admin,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(chain.ok, "{}", chain.message);
+        let audit = c
+            .ledger
+            .audit(auth(
+                pb::AuditRequest {
+                    program_id: program.clone(),
+                },
+                &admin,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(audit.ok, "{:?}", audit.breaches);
+    }
+    drop(a);
+    drop(b);
+    drop_schema(&base, &name).await;
+}
