@@ -401,7 +401,7 @@ fn fingerprint(actor: &Actor, command: &Command) -> [u8; 16] {
         Ok(encoded) => xxhash_rust::xxh3::xxh3_128(encoded).to_le_bytes(),
         Err(_) => {
             // Requests larger than the buffer (bulk records) take the streaming path.
-            let hash = canonical_hash(b"points.v1.request", &[], &(actor, command));
+            let hash = canonical_hash(crate::entry::REQUEST_HASH_KEY, &[], &(actor, command));
             let mut out = [0u8; 16];
             out.copy_from_slice(&hash.0[..16]);
             out
