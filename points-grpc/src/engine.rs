@@ -33,7 +33,7 @@ use points_core::{
 };
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -193,6 +193,29 @@ struct Inner {
     programs: RwLock<HashMap<ProgramId, Arc<Program>>>,
     install_lock: tokio::sync::Mutex<()>,
     writers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    counters: Arc<Counters>,
+}
+
+/// Running counts, for metrics and tests.
+#[derive(Default)]
+struct Counters {
+    batches: AtomicU64,
+    entries: AtomicU64,
+    conflicts: AtomicU64,
+    failed_commits: AtomicU64,
+}
+
+/// What the writers have done since the engine opened (see [`Engine::stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Transactions committed with at least one new entry.
+    pub batches: u64,
+    /// Entries made durable by this engine.
+    pub entries: u64,
+    /// Batches decided again because another server advanced the journal first.
+    pub conflicts: u64,
+    /// Commits that failed (every request of the batch was answered `Unavailable`).
+    pub failed_commits: u64,
 }
 
 /// The ledger engine over a store. Cheap to clone.
@@ -321,6 +344,7 @@ impl Engine {
                 programs: RwLock::new(HashMap::new()),
                 install_lock: tokio::sync::Mutex::new(()),
                 writers: Mutex::new(Vec::new()),
+                counters: Arc::new(Counters::default()),
             }),
         };
         let ids = engine
@@ -397,6 +421,7 @@ impl Engine {
         });
         let writer = Writer {
             state,
+            counters: self.inner.counters.clone(),
             store: self.inner.store.clone(),
             runtime: self.inner.runtime.clone(),
             options: self.inner.options.clone(),
@@ -830,6 +855,17 @@ impl Engine {
         }
     }
 
+    /// What the writers have done since the engine opened.
+    pub fn stats(&self) -> EngineStats {
+        let c = &self.inner.counters;
+        EngineStats {
+            batches: c.batches.load(Ordering::Relaxed),
+            entries: c.entries.load(Ordering::Relaxed),
+            conflicts: c.conflicts.load(Ordering::Relaxed),
+            failed_commits: c.failed_commits.load(Ordering::Relaxed),
+        }
+    }
+
     /// `memory`, `sqlite` or `postgres`.
     pub fn store_kind(&self) -> &'static str {
         self.inner.store.kind()
@@ -855,6 +891,7 @@ fn read_only_error() -> EngineError {
 /// A programme's writer: runs on its own thread.
 struct Writer {
     state: Arc<ProgramState>,
+    counters: Arc<Counters>,
     store: Arc<dyn Store>,
     runtime: tokio::runtime::Handle,
     options: EngineOptions,
@@ -1090,11 +1127,16 @@ impl Writer {
                 .block_on(self.store.append(self.state.id, start, &fresh));
             match committed {
                 Ok(()) => {
+                    self.counters.batches.fetch_add(1, Ordering::Relaxed);
+                    self.counters
+                        .entries
+                        .fetch_add(fresh.len() as u64, Ordering::Relaxed);
                     durable.extend(fresh.into_iter().map(|s| Arc::new(s.entry)));
                     return (answers, durable);
                 }
                 Err(StoreError::Conflict) if self.store.shared() && attempt < CONFLICT_RETRIES => {
                     attempt += 1;
+                    self.counters.conflicts.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(program = %self.state.id, attempt, "lost the race to another writer; deciding again");
                     self.roll_back(&mut ledger);
                     if self.state.read_only.load(Ordering::SeqCst) {
@@ -1102,6 +1144,7 @@ impl Writer {
                     }
                 }
                 Err(e) => {
+                    self.counters.failed_commits.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(program = %self.state.id, error = %e, entries = fresh.len(), "commit failed; nothing of the batch is acknowledged");
                     self.roll_back(&mut ledger);
                     return (all_failed(n, &store_error(e)), durable);

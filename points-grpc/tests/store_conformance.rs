@@ -917,3 +917,161 @@ async fn read_only_after_failed_reload_then_recovers() {
     let audit = engine.audit(f.program).await.unwrap();
     assert!(audit.is_clean(), "{:?}", audit.breaches);
 }
+
+/// A store shared by two engines in one process, where the first append through it lets
+/// another writer go first: a deterministic lost race.
+struct Interfering {
+    inner: Arc<MemoryStore>,
+    hook: std::sync::Mutex<Option<Hook>>,
+}
+
+type Hook = Box<dyn FnOnce() -> points_grpc::store::BoxFuture<'static, ()> + Send>;
+
+impl Store for Interfering {
+    fn kind(&self) -> &'static str {
+        "interfering"
+    }
+    fn shared(&self) -> bool {
+        true
+    }
+    fn program_ids(
+        &self,
+    ) -> points_grpc::store::BoxFuture<'_, points_grpc::store::StoreResult<Vec<ProgramId>>> {
+        self.inner.program_ids()
+    }
+    fn create_program<'a>(
+        &'a self,
+        genesis: &'a points_grpc::store::StoredEntry,
+    ) -> points_grpc::store::BoxFuture<
+        'a,
+        points_grpc::store::StoreResult<Option<points_grpc::store::StoredEntry>>,
+    > {
+        self.inner.create_program(genesis)
+    }
+    fn append<'a>(
+        &'a self,
+        program: ProgramId,
+        expected_next: u64,
+        entries: &'a [points_grpc::store::StoredEntry],
+    ) -> points_grpc::store::BoxFuture<'a, points_grpc::store::StoreResult<()>> {
+        Box::pin(async move {
+            let hook = self.hook.lock().unwrap().take();
+            if let Some(hook) = hook {
+                hook().await;
+            }
+            self.inner.append(program, expected_next, entries).await
+        })
+    }
+    fn read_entries(
+        &self,
+        program: ProgramId,
+        from_sequence: u64,
+        limit: usize,
+    ) -> points_grpc::store::BoxFuture<
+        '_,
+        points_grpc::store::StoreResult<Vec<points_grpc::store::StoredEntry>>,
+    > {
+        self.inner.read_entries(program, from_sequence, limit)
+    }
+    fn entry_by_id(
+        &self,
+        program: ProgramId,
+        id: points_core::EntryId,
+    ) -> points_grpc::store::BoxFuture<
+        '_,
+        points_grpc::store::StoreResult<Option<points_grpc::store::StoredEntry>>,
+    > {
+        self.inner.entry_by_id(program, id)
+    }
+    fn latest_checkpoint(
+        &self,
+        program: ProgramId,
+    ) -> points_grpc::store::BoxFuture<
+        '_,
+        points_grpc::store::StoreResult<Option<points_grpc::store::Checkpoint>>,
+    > {
+        self.inner.latest_checkpoint(program)
+    }
+    fn put_checkpoint<'a>(
+        &'a self,
+        program: ProgramId,
+        checkpoint: &'a points_grpc::store::Checkpoint,
+    ) -> points_grpc::store::BoxFuture<'a, points_grpc::store::StoreResult<()>> {
+        self.inner.put_checkpoint(program, checkpoint)
+    }
+    fn put_api_key(
+        &self,
+        key: ApiKeyRecord,
+    ) -> points_grpc::store::BoxFuture<'_, points_grpc::store::StoreResult<()>> {
+        self.inner.put_api_key(key)
+    }
+    fn api_keys(
+        &self,
+    ) -> points_grpc::store::BoxFuture<'_, points_grpc::store::StoreResult<Vec<ApiKeyRecord>>> {
+        self.inner.api_keys()
+    }
+    fn revoke_api_key(
+        &self,
+        id: uuid::Uuid,
+    ) -> points_grpc::store::BoxFuture<'_, points_grpc::store::StoreResult<bool>> {
+        self.inner.revoke_api_key(id)
+    }
+    fn inject_commit_failures(&self, count: u32) {
+        self.inner.inject_commit_failures(count);
+    }
+}
+
+/// B decides a redemption, A commits a competing one first, B's commit loses the race: B
+/// catches up, decides again against the new balance, and refuses the overdraft.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_race_is_decided_again() {
+    let memory = Arc::new(MemoryStore::new());
+    let a_store = Arc::new(Interfering {
+        inner: memory.clone(),
+        hook: std::sync::Mutex::new(None),
+    });
+    let b_store = Arc::new(Interfering {
+        inner: memory.clone(),
+        hook: std::sync::Mutex::new(None),
+    });
+    let a = Engine::open_with_store(a_store.clone() as Arc<dyn Store>, options(1_000))
+        .await
+        .unwrap();
+    let f = Arc::new(Fixture::new(2));
+    f.set_up(&a).await;
+    let b = Engine::open_with_store(b_store.clone() as Arc<dyn Store>, options(1_000))
+        .await
+        .unwrap();
+    let at = Timestamp::from_millis(T0 + 2000);
+
+    let (first, g) = (a.clone(), f.clone());
+    *b_store.hook.lock().unwrap() = Some(Box::new(move || {
+        Box::pin(async move {
+            let r = first
+                .submit_at(g.program, g.redeem(g.members[0], "60"), at)
+                .await;
+            assert!(matches!(r, Ok(Applied::New(_))), "{r:?}");
+        })
+    }));
+    let r = b
+        .submit_at(f.program, f.redeem(f.members[0], "60"), at)
+        .await;
+    assert!(
+        matches!(r, Err(EngineError::Rejected(Rejection::InsufficientPoints))),
+        "{r:?}"
+    );
+    assert_eq!(b.stats().conflicts, 1);
+    assert_eq!(a.stats().entries, 7 + 1);
+    assert_eq!(f.available(&b, f.members[0]), "40.00");
+    // B still writes, after A's entry.
+    let r = b
+        .submit_at(f.program, f.redeem(f.members[1], "60"), at)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.sequence(),
+        a.read(f.program, |l| l.next_sequence()).unwrap()
+    );
+    let audit = b.audit(f.program).await.unwrap();
+    assert!(audit.is_clean(), "{:?}", audit.breaches);
+}
