@@ -93,9 +93,64 @@ pub(crate) struct PoolState {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct RecordState {
-    pub(crate) record: ServiceRecord,
+    pub(crate) member: MemberId,
+    pub(crate) activity: ActivityId,
+    pub(crate) org_unit: OrgUnitId,
+    pub(crate) started_at: Timestamp,
+    pub(crate) minutes: u32,
     pub(crate) status: RecordStatus,
-    pub(crate) award: Option<Award>,
+    // The award, meaningful once approved. Kept flat rather than as `Option<Award>`
+    // because there is one record per volunteer per occasion, so every byte counts.
+    time_kind: TimeKind,
+    award_minutes: u32,
+    award_points: Points,
+    expires_at: Timestamp,
+}
+
+impl RecordState {
+    fn pending(record: &ServiceRecord) -> Self {
+        RecordState {
+            member: record.member,
+            activity: record.activity,
+            org_unit: record.org_unit,
+            started_at: record.started_at,
+            minutes: record.minutes,
+            status: RecordStatus::Pending,
+            time_kind: TimeKind::Honour,
+            award_minutes: 0,
+            award_points: Points::ZERO,
+            expires_at: Timestamp::from_millis(0),
+        }
+    }
+
+    fn record(&self, id: RecordId) -> ServiceRecord {
+        ServiceRecord {
+            id,
+            member: self.member,
+            activity: self.activity,
+            org_unit: self.org_unit,
+            started_at: self.started_at,
+            minutes: self.minutes,
+        }
+    }
+
+    fn award(&self, id: RecordId) -> Option<Award> {
+        matches!(self.status, RecordStatus::Approved | RecordStatus::Reversed).then_some(Award {
+            record: id,
+            member: self.member,
+            points: self.award_points,
+            minutes: Minutes::new(i64::from(self.award_minutes)),
+            time_kind: self.time_kind,
+            expires_at: self.expires_at,
+        })
+    }
+
+    fn set_award(&mut self, award: &Award) {
+        self.time_kind = award.time_kind;
+        self.award_minutes = u32::try_from(award.minutes.get()).unwrap_or(u32::MAX);
+        self.award_points = award.points;
+        self.expires_at = award.expires_at;
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -830,10 +885,10 @@ impl Ledger {
     }
 
     /// A service record and where it stands.
-    pub fn record(&self, id: RecordId) -> Option<(&ServiceRecord, RecordStatus, Option<&Award>)> {
+    pub fn record(&self, id: RecordId) -> Option<(ServiceRecord, RecordStatus, Option<Award>)> {
         self.records
             .get(&id)
-            .map(|r| (&r.record, r.status, r.award.as_ref()))
+            .map(|r| (r.record(id), r.status, r.award(id)))
     }
 
     /// A hold.
@@ -1093,7 +1148,7 @@ impl Ledger {
                     self.records.get(id).ok_or(Rejection::UnknownRecord(*id))?;
                 }
                 for id in records {
-                    self.allow_in(actor, self.records[id].record.org_unit)?;
+                    self.allow_in(actor, self.records[id].org_unit)?;
                 }
                 for id in records {
                     if self.records[id].status != RecordStatus::Pending {
@@ -1437,7 +1492,7 @@ impl Ledger {
             self.records.get(id).ok_or(Rejection::UnknownRecord(*id))?;
         }
         for id in ids {
-            self.allow_in(actor, self.records[id].record.org_unit)?;
+            self.allow_in(actor, self.records[id].org_unit)?;
         }
         for id in ids {
             if self.records[id].status != RecordStatus::Pending {
@@ -1450,7 +1505,7 @@ impl Ledger {
         let mut issued = self.totals.issued;
         let mut awards = Vec::with_capacity(ids.len());
         for id in ids {
-            let record = &self.records[id].record;
+            let record = &self.records[id];
             let activity = self
                 .activities
                 .get(&record.activity)
@@ -1533,7 +1588,7 @@ impl Ledger {
         match fact {
             Fact::Approval { records, .. } => {
                 for id in records {
-                    let unit = self.records.get(id).map(|r| r.record.org_unit);
+                    let unit = self.records.get(id).map(|r| r.org_unit);
                     self.allow_in(actor, unit.ok_or(Rejection::UnknownRecord(*id))?)?;
                 }
             }
@@ -1554,7 +1609,7 @@ impl Ledger {
             Fact::Approval { records, .. } => {
                 let awards: Vec<Award> = records
                     .iter()
-                    .filter_map(|id| self.records.get(id).and_then(|r| r.award))
+                    .filter_map(|id| self.records.get(id).and_then(|r| r.award(*id)))
                     .collect();
                 let mut debit: Map<MemberId, Points> = new_map();
                 for award in &awards {
@@ -1786,14 +1841,14 @@ impl Ledger {
                     RecordStatus::Reversed
                 };
                 if sign > 0 {
-                    record.award = Some(*award);
+                    record.set_award(award);
                 }
-                if let Some(activity) = self.activities.get(&record.record.activity) {
+                if let Some(activity) = self.activities.get(&record.activity) {
                     if activity.daily_points_cap.is_some() {
                         let key = (
                             award.member,
-                            record.record.activity,
-                            record.record.started_at.local_day(offset),
+                            record.activity,
+                            record.started_at.local_day(offset),
                         );
                         let slot = self.daily_points.entry(key).or_insert(Points::ZERO);
                         *slot = slot.checked_add(signed).unwrap_or(*slot);
@@ -1922,14 +1977,7 @@ impl Ledger {
             }
             Event::ServiceRecorded { records } => {
                 for record in records {
-                    self.records.insert(
-                        record.id,
-                        RecordState {
-                            record: record.clone(),
-                            status: RecordStatus::Pending,
-                            award: None,
-                        },
-                    );
+                    self.records.insert(record.id, RecordState::pending(record));
                 }
             }
             Event::ServiceApproved { awards } => {
