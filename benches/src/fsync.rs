@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 /// What the fsync run measured.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct FsyncReport {
-    /// The file written (removed afterwards).
+    /// The file written (removed afterwards); the first one when several threads ran.
     pub file: PathBuf,
+    /// Threads, each looping on its own file.
+    pub threads: usize,
     /// Bytes per write.
     pub block_bytes: usize,
     /// Wall time, seconds.
@@ -30,7 +32,8 @@ impl FsyncReport {
     /// A human-readable summary.
     pub fn render(&self) -> String {
         format!(
-            "fsync: {} x ({} B write + fdatasync) in {:.2} s = {:.0} syncs/s in {}\nlatency: {}\n",
+            "fsync: {} thread(s), {} x ({} B write + fdatasync) in {:.2} s = {:.0} syncs/s in {}\nlatency: {}\n",
+            self.threads,
             self.syncs,
             self.block_bytes,
             self.elapsed_s,
@@ -41,10 +44,58 @@ impl FsyncReport {
     }
 }
 
+/// Runs [`fsync_bench`] on `threads` threads at once (each on its own file) and adds
+/// up their syncs. On a VM whose idle CPUs wake slowly, one thread alone measures the
+/// wake-up as much as the disk; a second thread keeps a CPU awake.
+pub fn fsync_bench_threads(
+    dir: &Path,
+    duration: Duration,
+    block: usize,
+    threads: usize,
+) -> anyhow::Result<FsyncReport> {
+    let handles: Vec<_> = (0..threads.max(1))
+        .map(|i| {
+            let dir = dir.join(format!("fsync-{i}"));
+            std::thread::spawn(move || {
+                let report = fsync_bench(&dir, duration, block);
+                let _ = std::fs::remove_dir(&dir);
+                report
+            })
+        })
+        .collect();
+    let mut total: Option<FsyncReport> = None;
+    let mut latency = Latency::new();
+    let mut elapsed = Duration::ZERO;
+    for h in handles {
+        let (r, l) = h
+            .join()
+            .map_err(|_| anyhow::anyhow!("an fsync thread panicked"))??;
+        latency.merge(&l);
+        elapsed = elapsed.max(Duration::from_secs_f64(r.elapsed_s));
+        total = Some(match total {
+            None => r,
+            Some(mut t) => {
+                t.syncs += r.syncs;
+                t
+            }
+        });
+    }
+    let mut t = total.ok_or_else(|| anyhow::anyhow!("no fsync thread ran"))?;
+    t.threads = threads.max(1);
+    t.elapsed_s = elapsed.as_secs_f64();
+    t.syncs_per_s = per_second(t.syncs, elapsed).round();
+    t.latency = latency.summary();
+    Ok(t)
+}
+
 /// Overwrites `block` bytes at rotating offsets of a preallocated 1 MiB file in `dir`
 /// and fdatasyncs after each write, for `duration`. Blocking: call from a blocking
 /// context.
-pub fn fsync_bench(dir: &Path, duration: Duration, block: usize) -> anyhow::Result<FsyncReport> {
+pub fn fsync_bench(
+    dir: &Path,
+    duration: Duration,
+    block: usize,
+) -> anyhow::Result<(FsyncReport, Latency)> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join(format!("points-load-fsync-{}.tmp", std::process::id()));
     let file = OpenOptions::new()
@@ -79,14 +130,18 @@ pub fn fsync_bench(dir: &Path, duration: Duration, block: usize) -> anyhow::Resu
     drop(file);
     let _ = std::fs::remove_file(&path);
     outcome?;
-    Ok(FsyncReport {
-        file: path,
-        block_bytes: block,
-        elapsed_s: elapsed.as_secs_f64(),
-        syncs,
-        syncs_per_s: per_second(syncs, elapsed).round(),
-        latency: latency.summary(),
-    })
+    Ok((
+        FsyncReport {
+            file: path,
+            threads: 1,
+            block_bytes: block,
+            elapsed_s: elapsed.as_secs_f64(),
+            syncs,
+            syncs_per_s: per_second(syncs, elapsed).round(),
+            latency: latency.summary(),
+        },
+        latency,
+    ))
 }
 
 #[cfg(test)]
@@ -97,8 +152,9 @@ mod tests {
     #[test]
     fn counts_syncs_and_cleans_up() {
         let dir = std::env::temp_dir().join(format!("points-fsync-test-{}", std::process::id()));
-        let report = fsync_bench(&dir, Duration::from_millis(100), 512).unwrap();
+        let report = fsync_bench_threads(&dir, Duration::from_millis(100), 512, 2).unwrap();
         assert!(report.syncs > 0);
+        assert_eq!(report.threads, 2);
         assert!(!report.file.exists());
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -29,6 +29,8 @@ pub struct VerifyReport {
     pub method: String,
     /// GetEntry spot checks made (each also counted in `found` or as a problem).
     pub spot_checks: u64,
+    /// Seconds the spot checks took.
+    pub spot_checks_s: f64,
     /// Acknowledged entries to find.
     pub acked: u64,
     /// Found with the same request id and kind.
@@ -56,7 +58,7 @@ impl VerifyReport {
     /// A human-readable summary.
     pub fn render(&self) -> String {
         let mut out = format!(
-            "audit: {} ({} entries replayed in {:.2} s)\njournal: {}/{} acknowledged entries found via {} ({} spot checks; {} missing, {} mismatched; {} entries read in {:.2} s)\n",
+            "audit: {} ({} entries replayed in {:.2} s)\njournal: {}/{} acknowledged entries found via {} ({} spot checks in {:.3} s; {} missing, {} mismatched; {} entries read in {:.2} s)\n",
             if self.audit_ok { "clean" } else { "BREACHES" },
             self.audit_entries_checked,
             self.audit_s,
@@ -64,6 +66,7 @@ impl VerifyReport {
             self.acked,
             self.method,
             self.spot_checks,
+            self.spot_checks_s,
             self.missing,
             self.mismatched,
             self.entries_read,
@@ -143,7 +146,9 @@ pub async fn verify(
             .collect()
     };
     let mut spot = VerifyReport::default();
+    let spot_started = Instant::now();
     by_get_entry(&mut c, &key, program_id, &spots, &mut spot).await?;
+    report.spot_checks_s = spot_started.elapsed().as_secs_f64();
     report.spot_checks = spots.len() as u64;
     report.entries_read += spot.entries_read;
     if spot.found != spots.len() as u64 {

@@ -3,7 +3,7 @@
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use points_bench::echo::{echo, EchoOptions};
-use points_bench::fsync::fsync_bench;
+use points_bench::fsync::fsync_bench_threads;
 use points_bench::load::{run, LoadOptions};
 use points_bench::mix::Mix;
 use points_bench::process::rss_kib;
@@ -82,7 +82,8 @@ enum Cmd {
         /// Offered operations per second, e.g. 5000/s (open loop); absent: closed loop.
         #[arg(long, value_parser = parse_rate)]
         rate: Option<f64>,
-        /// Operations per PointOfSale.Submit call; 0 sends unary calls.
+        /// Operations per PointOfSale.Submit call (the server takes at most 1000); 0 sends
+        /// unary calls.
         #[arg(long, default_value_t = 0)]
         batch: usize,
         /// Operation mix, e.g. redeem=70,hold=10,capture=10,refund=5,accrual=5.
@@ -142,6 +143,9 @@ enum Cmd {
         /// Bytes per write.
         #[arg(long, default_value_t = 4096)]
         block: usize,
+        /// Loops at once, each on its own file (syncs/s are added up).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
         /// Write the report as JSON here.
         #[arg(long)]
         json_out: Option<PathBuf>,
@@ -217,6 +221,12 @@ async fn main() -> anyhow::Result<()> {
             server_pid,
             json_out,
         } => {
+            let max = points_grpc::service::ops::MAX_SUBMIT;
+            anyhow::ensure!(
+                batch <= max,
+                "points-server takes at most {max} operations per Submit (larger batches are \
+                 refused with INVALID_ARGUMENT); for more operations in flight raise --concurrency"
+            );
             let seeded = SeedState::load(&state)?;
             let opts = LoadOptions {
                 addr: addr.clone(),
@@ -278,10 +288,13 @@ async fn main() -> anyhow::Result<()> {
             dir,
             duration,
             block,
+            threads,
             json_out,
         } => {
-            let report =
-                tokio::task::spawn_blocking(move || fsync_bench(&dir, duration, block)).await??;
+            let report = tokio::task::spawn_blocking(move || {
+                fsync_bench_threads(&dir, duration, block, threads)
+            })
+            .await??;
             print!("{}", report.render());
             write_json(json_out.as_deref(), &report)?;
         }
