@@ -69,11 +69,18 @@ CREATE UNIQUE INDEX api_keys_id ON api_keys (id);
 )];
 
 /// Idle connections kept open.
-const POOL_SIZE: usize = 8;
+const POOL_SIZE: usize = 16;
+/// Connections one store opens at most (callers beyond wait for one).
+const MAX_CONNECTIONS: usize = 16;
+/// How long one store operation may take before it is abandoned as `Unavailable` (a commit
+/// abandoned this way may still have happened: the engine reloads to find out).
+const OP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 struct Conn {
     client: Client,
     statements: HashMap<&'static str, Statement>,
+    /// Held while the connection is in use (bounds connections per store).
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Conn {
@@ -108,10 +115,17 @@ impl Conn {
 struct Pool {
     url: String,
     idle: Mutex<Vec<Conn>>,
+    permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl Pool {
     async fn get(&self) -> StoreResult<Conn> {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(unavailable)?;
         loop {
             let pooled = self
                 .idle
@@ -119,7 +133,10 @@ impl Pool {
                 .unwrap_or_else(PoisonError::into_inner)
                 .pop();
             match pooled {
-                Some(conn) if !conn.client.is_closed() => return Ok(conn),
+                Some(mut conn) if !conn.client.is_closed() => {
+                    conn.permit = Some(permit);
+                    return Ok(conn);
+                }
                 Some(_) => continue,
                 None => break,
             }
@@ -135,6 +152,7 @@ impl Pool {
         Ok(Conn {
             client,
             statements: HashMap::new(),
+            permit: Some(permit),
         })
     }
 
@@ -147,7 +165,8 @@ impl Pool {
         result
     }
 
-    fn put(&self, conn: Conn) {
+    fn put(&self, mut conn: Conn) {
+        conn.permit = None;
         if conn.client.is_closed() {
             return;
         }
@@ -231,6 +250,7 @@ impl PostgresStore {
                 pool: Pool {
                     url: url.to_string(),
                     idle: Mutex::new(Vec::new()),
+                    permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
                 },
                 faults: Faults::default(),
             }),
@@ -257,9 +277,14 @@ impl PostgresStore {
     ) -> BoxFuture<'static, StoreResult<T>> {
         let shared = self.shared.clone();
         let task = self.handle.spawn(async move {
-            let mut conn = shared.pool.get().await?;
-            let result = f(&mut conn).await;
-            shared.pool.finish(conn, result).await
+            let work = async {
+                let mut conn = shared.pool.get().await?;
+                let result = f(&mut conn).await;
+                shared.pool.finish(conn, result).await
+            };
+            tokio::time::timeout(OP_TIMEOUT, work)
+                .await
+                .map_err(|_| unavailable(format!("no answer within {OP_TIMEOUT:?}")))?
         });
         Box::pin(async move {
             task.await
