@@ -6,7 +6,11 @@
 //! - `points_rejections_total{reason}`: ledger rejections by reason;
 //! - `points_auth_failures_total{code}`: calls refused by authentication or policy;
 //! - `points_entries_written_total{kind}`: entries written through unary writes;
-//! - `points_submit_batch_size`: operations per `Submit` batch handed to the engine.
+//! - `points_submit_batch_size`: operations per `Submit` batch handed to the engine;
+//! - `points_engine_commits_total`, `points_engine_entries_total`: transactions the engine
+//!   committed and the entries they made durable (their ratio is the mean commit batch);
+//! - `points_engine_conflicts_total`, `points_engine_failed_commits_total`: batches decided
+//!   again after another server wrote first, and commits that failed.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -157,17 +161,52 @@ impl Metrics {
     }
 }
 
+/// The engine's counters in the exposition format.
+pub fn render_engine(stats: &crate::engine::EngineStats) -> String {
+    let mut out = String::new();
+    for (name, help, value) in [
+        (
+            "points_engine_commits_total",
+            "Transactions committed with at least one new entry.",
+            stats.batches,
+        ),
+        (
+            "points_engine_entries_total",
+            "Entries made durable by this server's engine.",
+            stats.entries,
+        ),
+        (
+            "points_engine_conflicts_total",
+            "Batches decided again because another server wrote first.",
+            stats.conflicts,
+        ),
+        (
+            "points_engine_failed_commits_total",
+            "Commits that failed (their requests were answered UNAVAILABLE).",
+            stats.failed_commits,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
+    out
+}
+
 /// Serves `GET /metrics` (any path, in fact) on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener) {
+pub async fn serve(listener: TcpListener, engine: crate::engine::Engine) {
     loop {
         let Ok((mut socket, _)) = listener.accept().await else {
             continue;
         };
+        let engine = engine.clone();
         tokio::spawn(async move {
             let mut buf = [0u8; 4096];
             // Read the request head; its content does not matter.
             let _ = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buf)).await;
-            let body = global().render();
+            let mut body = global().render();
+            body.push_str(&render_engine(&engine.stats()));
             let head = format!(
                 "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
                 body.len()

@@ -150,7 +150,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 .with_context(|| format!("binding metrics {addr}"))?;
             let bound = metrics.local_addr()?;
             println!("metrics listening on http://{bound}/metrics");
-            Some(tokio::spawn(crate::metrics::serve(metrics)))
+            Some(tokio::spawn(crate::metrics::serve(metrics, engine.clone())))
         }
         None => None,
     };

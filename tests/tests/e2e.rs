@@ -1602,6 +1602,7 @@ async fn health_reflection_metrics_and_restart() {
     let metrics = http_get(&server.metrics).await;
     assert!(metrics.contains("points_grpc_requests_total"), "{metrics}");
     assert!(metrics.contains("/points.v1.Admin/CreateProgram"));
+    assert!(metrics.contains("points_engine_entries_total"));
 
     let temp = server.take_temp();
     let status = server.stop();
