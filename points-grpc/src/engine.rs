@@ -6,10 +6,14 @@
 //! Callers hand requests to a programme's queue ([`Engine::submit`],
 //! [`Engine::submit_many`]). The programme's writer (a dedicated thread) drains up to
 //! [`EngineOptions::max_batch`] queued requests, takes the ledger's write lock, applies each
-//! request (a rejection is answered at once and writes nothing), stores every new entry of
-//! the batch in one transaction ([`Store::append`]), and only then releases the lock,
-//! answers the callers and broadcasts the entries to subscribers. Readers therefore only
-//! ever see durable state.
+//! request (a rejection writes nothing), releases the lock, stores every new entry of the
+//! batch in one transaction ([`Store::append`]), and only then answers the callers and
+//! broadcasts the entries to subscribers. No caller is acknowledged before its entry is
+//! durable. The lock is not held across the commit so that, during the fsync or the
+//! PostgreSQL round trip, request handlers keep reading, decoding and queueing the next
+//! batch; the price is that a read may see a batch a few milliseconds before it is durable
+//! (and, if that commit then fails, before it is rolled back). Only the writer thread ever
+//! mutates the ledger, so nothing can interleave with an uncommitted batch.
 //!
 //! If the transaction fails, every request of the batch gets [`EngineError::Unavailable`]
 //! and the ledger is rebuilt from the store (latest checkpoint plus the journal after it).
@@ -76,7 +80,9 @@ pub enum StoreConfig {
 pub struct EngineOptions {
     /// The most requests decided and committed in one transaction.
     pub max_batch: usize,
-    /// Entries between checkpoints (ledger snapshots written to the store).
+    /// Entries between checkpoints (ledger snapshots written to the store). A checkpoint
+    /// pauses the programme's writes while the whole ledger is serialised (seconds at a
+    /// million members), so it is taken rarely; start-up replays at most this many entries.
     pub snapshot_every: u64,
 }
 
@@ -84,7 +90,7 @@ impl Default for EngineOptions {
     fn default() -> Self {
         Self {
             max_batch: 8192,
-            snapshot_every: 100_000,
+            snapshot_every: 1_000_000,
         }
     }
 }
@@ -659,7 +665,7 @@ impl Engine {
         out
     }
 
-    /// Runs `f` over the programme's ledger (durable state only).
+    /// Runs `f` over the programme's ledger (which may include the batch being committed).
     pub fn read<R>(
         &self,
         program: ProgramId,
@@ -1056,6 +1062,16 @@ impl Writer {
         }
     }
 
+    /// Takes the write lock and rolls the ledger back to what the store holds.
+    fn roll_back_locked(&self) {
+        let mut ledger = self
+            .state
+            .ledger
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.roll_back(&mut ledger);
+    }
+
     /// Rebuilds the ledger from the store after a failed or lost commit. On failure the
     /// programme goes read-only.
     fn roll_back(&self, ledger: &mut Ledger) {
@@ -1082,43 +1098,51 @@ impl Writer {
         if self.state.read_only.load(Ordering::SeqCst) {
             return (all_failed(n, &read_only_error()), Vec::new());
         }
-        let mut ledger = self
-            .state
-            .ledger
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
         let mut durable = Vec::new();
         let mut attempt = 0;
         loop {
-            if self.store.shared() {
-                let caught_up = self.runtime.block_on(catch_up(
-                    &mut ledger,
-                    &*self.store,
-                    self.state.id,
-                    Some(&mut durable),
-                ));
-                if let Err(e) = caught_up {
-                    // The ledger holds only stored entries: nothing to roll back.
-                    tracing::error!(program = %self.state.id, error = %e, "cannot catch up with the shared journal");
-                    return (all_failed(n, &EngineError::from(e)), durable);
-                }
-            }
-            let start = ledger.next_sequence();
-            let mut answers = Vec::with_capacity(n);
-            let mut fresh = Vec::new();
-            for (request, at) in requests {
-                answers.push(match ledger.apply(request, *at) {
-                    Ok(Applied::New(entry)) => {
-                        fresh.push(StoredEntry {
-                            entry: entry.clone(),
-                            fingerprint: Ledger::request_fingerprint(request),
-                        });
-                        Ok(Applied::New(entry))
+            // Decide under the write lock, then let go of it for the commit: the fsync (or
+            // the PostgreSQL round trip) is the slow part, and while it runs request handlers
+            // must be able to read, decode and queue the next batch. Only this thread ever
+            // mutates the ledger, so nothing can slip in between. Readers may see the batch
+            // a few milliseconds before it is durable; callers are answered only after.
+            let (start, answers, fresh) = {
+                let mut ledger = self
+                    .state
+                    .ledger
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if self.store.shared() {
+                    let caught_up = self.runtime.block_on(catch_up(
+                        &mut ledger,
+                        &*self.store,
+                        self.state.id,
+                        Some(&mut durable),
+                    ));
+                    if let Err(e) = caught_up {
+                        // The ledger holds only stored entries: nothing to roll back.
+                        tracing::error!(program = %self.state.id, error = %e, "cannot catch up with the shared journal");
+                        return (all_failed(n, &EngineError::from(e)), durable);
                     }
-                    Ok(duplicate) => Ok(duplicate),
-                    Err(rejection) => Err(EngineError::Rejected(rejection)),
-                });
-            }
+                }
+                let start = ledger.next_sequence();
+                let mut answers = Vec::with_capacity(n);
+                let mut fresh = Vec::new();
+                for (request, at) in requests {
+                    answers.push(match ledger.apply(request, *at) {
+                        Ok(Applied::New(entry)) => {
+                            fresh.push(StoredEntry {
+                                entry: entry.clone(),
+                                fingerprint: Ledger::request_fingerprint(request),
+                            });
+                            Ok(Applied::New(entry))
+                        }
+                        Ok(duplicate) => Ok(duplicate),
+                        Err(rejection) => Err(EngineError::Rejected(rejection)),
+                    });
+                }
+                (start, answers, fresh)
+            };
             if fresh.is_empty() {
                 return (answers, durable);
             }
@@ -1138,7 +1162,7 @@ impl Writer {
                     attempt += 1;
                     self.counters.conflicts.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(program = %self.state.id, attempt, "lost the race to another writer; deciding again");
-                    self.roll_back(&mut ledger);
+                    self.roll_back_locked();
                     if self.state.read_only.load(Ordering::SeqCst) {
                         return (all_failed(n, &read_only_error()), durable);
                     }
@@ -1146,7 +1170,7 @@ impl Writer {
                 Err(e) => {
                     self.counters.failed_commits.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(program = %self.state.id, error = %e, entries = fresh.len(), "commit failed; nothing of the batch is acknowledged");
-                    self.roll_back(&mut ledger);
+                    self.roll_back_locked();
                     return (all_failed(n, &store_error(e)), durable);
                 }
             }
