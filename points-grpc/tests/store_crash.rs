@@ -86,7 +86,7 @@ async fn set_up(config: StoreConfig) -> Setup {
                 org_unit: community,
                 name: "A".into(),
                 category: "a".into(),
-                rule: RuleInput::PerOccasion("1000".parse().unwrap()),
+                rule: RuleInput::PerOccasion("1000000".parse().unwrap()),
                 coefficient: "1".parse().unwrap(),
                 max_minutes_per_occasion: None,
                 daily_points_cap: None,
@@ -235,6 +235,9 @@ fn redeem_request(
     r
 }
 
+/// Kill-and-restart rounds.
+const ROUNDS: usize = 20;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_loses_no_acknowledged_redemption() {
     let dir = tempfile::tempdir().unwrap();
@@ -245,7 +248,8 @@ async fn sigkill_loses_no_acknowledged_redemption() {
     let mut key = None;
     let mut acknowledged: Vec<(uuid::Uuid, MemberId, u64)> = Vec::new();
 
-    for round in 0..3 {
+    // The issue asks for at least 20 kill-and-restart rounds.
+    for round in 0..ROUNDS {
         let server = start_server(dir.path(), &mut key);
         let secret = key.clone().expect("no bootstrap key was printed");
         let acked = Arc::new(Mutex::new(Vec::new()));
@@ -277,7 +281,7 @@ async fn sigkill_loses_no_acknowledged_redemption() {
                 }
             }));
         }
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
         killed.store(true, std::sync::atomic::Ordering::SeqCst);
         drop(server); // SIGKILL, mid-flight
         for t in tasks {
@@ -295,13 +299,26 @@ async fn sigkill_loses_no_acknowledged_redemption() {
         let engine = Engine::open(config.clone(), EngineOptions::default())
             .await
             .unwrap();
+        // Read the journal once and index it by sequence and by request id.
+        let journal = engine.entries(setup.program, 0, usize::MAX).await.unwrap();
+        let mut by_request: std::collections::HashMap<uuid::Uuid, usize> =
+            std::collections::HashMap::new();
+        for entry in &journal {
+            *by_request.entry(entry.request_id().into()).or_default() += 1;
+        }
         for (id, member, sequence) in &acknowledged {
-            let entry = engine.entries(setup.program, *sequence, 1).await.unwrap();
-            let entry = entry
-                .first()
+            let entry = usize::try_from(*sequence)
+                .ok()
+                .and_then(|i| journal.get(i))
                 .unwrap_or_else(|| panic!("acknowledged entry {sequence} is lost"));
+            assert_eq!(entry.sequence(), *sequence);
             assert_eq!(uuid::Uuid::from(entry.request_id()), *id);
             assert!(matches!(entry.event(), Event::Redeemed { member: m, .. } if m == member));
+            assert_eq!(
+                by_request.get(id),
+                Some(&1),
+                "request {id} applied more than once"
+            );
         }
         let chain = engine.verify_chain(setup.program).await.unwrap();
         assert_eq!(chain.first_bad, None);
