@@ -5,11 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use points_core::{
-    ActivityInput, Actor, ActorId, Applied, Command, Event, MemberId, MemberKind, MerchantId,
-    MerchantKind, OrgLevel, OrgUnitId, ProgramId, ProgramSpec, Request, RequestId, RuleInput,
-    Scale, ServiceInput, TimeKind, Timestamp,
-};
+use points_core::{Event, MemberId, MerchantId, ProgramId};
 use points_grpc::engine::{Engine, EngineOptions, StoreConfig};
 use points_grpc::pb;
 use std::io::{BufRead, BufReader};
@@ -17,19 +13,8 @@ use std::process::{Child, Command as Process, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const T0: i64 = 1_790_000_000_000;
-
-fn uid() -> uuid::Uuid {
-    uuid::Uuid::new_v4()
-}
-
-fn request(actor: Actor, command: Command) -> Request {
-    Request {
-        request_id: RequestId::new(uid()).unwrap(),
-        actor,
-        command,
-    }
-}
+mod common;
+use common::uid;
 
 struct Setup {
     program: ProgramId,
@@ -37,117 +22,17 @@ struct Setup {
     members: Vec<MemberId>,
 }
 
-/// Writes a programme with members holding 1000 points each straight into the store.
+/// Writes a programme whose members hold a million points each straight into the store.
 async fn set_up(config: StoreConfig) -> Setup {
     let engine = Engine::open(config, EngineOptions::default())
         .await
         .unwrap();
-    let program = ProgramId::new(uid()).unwrap();
-    let admin = Actor::Admin {
-        id: ActorId::new(uid()).unwrap(),
-    };
-    let merchant = MerchantId::new(uid()).unwrap();
-    let community = OrgUnitId::new(uid()).unwrap();
-    let activity = points_core::ActivityId::new(uid()).unwrap();
-    let members: Vec<MemberId> = (0..50).map(|_| MemberId::new(uid()).unwrap()).collect();
-    let spec = ProgramSpec::new(program, "Crash", "points", Scale::new(0).unwrap());
-    engine
-        .create_program(
-            spec,
-            RequestId::new(uid()).unwrap(),
-            admin,
-            Timestamp::from_millis(T0),
-        )
-        .await
-        .unwrap();
-    let mut setup = vec![
-        request(
-            admin,
-            Command::CreateOrgUnit {
-                id: community,
-                parent: None,
-                name: "C".into(),
-                level: OrgLevel::Community,
-            },
-        ),
-        request(
-            admin,
-            Command::RegisterMerchant {
-                id: merchant,
-                org_unit: community,
-                name: "M".into(),
-                kind: MerchantKind::Partner,
-            },
-        ),
-        request(
-            admin,
-            Command::DefineActivity(ActivityInput {
-                id: activity,
-                org_unit: community,
-                name: "A".into(),
-                category: "a".into(),
-                rule: RuleInput::PerOccasion("1000000".parse().unwrap()),
-                coefficient: "1".parse().unwrap(),
-                max_minutes_per_occasion: None,
-                daily_points_cap: None,
-                time_kind: TimeKind::Credit,
-            }),
-        ),
-    ];
-    for &m in &members {
-        setup.push(request(
-            admin,
-            Command::EnrolMember {
-                id: m,
-                home: community,
-                kind: MemberKind::Resident,
-                dual_registration: false,
-                card_code: None,
-            },
-        ));
-    }
-    let now = Timestamp::from_millis(T0 + 1000);
-    for r in engine.submit_many_at(program, setup, now).await {
-        r.unwrap();
-    }
-    let records = members
-        .iter()
-        .map(|&member| ServiceInput {
-            member,
-            activity,
-            org_unit: community,
-            started_at: Timestamp::from_millis(T0 - 3_600_000),
-            minutes: 60,
-        })
-        .collect();
-    let Applied::New(entry) = engine
-        .submit_at(
-            program,
-            request(admin, Command::RecordService { records }),
-            now,
-        )
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
-    let Event::ServiceRecorded { records } = entry.event() else {
-        panic!()
-    };
-    let ids = records.iter().map(|r| r.id).collect();
-    engine
-        .submit_at(
-            program,
-            request(admin, Command::ApproveService { records: ids }),
-            now,
-        )
-        .await
-        .unwrap();
+    let seeded = common::seed(&engine, 0, 50, "1000000").await;
     engine.shutdown().await;
     Setup {
-        program,
-        merchant,
-        members,
+        program: seeded.program,
+        merchant: seeded.merchant,
+        members: seeded.members,
     }
 }
 

@@ -12,27 +12,12 @@
     clippy::float_arithmetic
 )]
 
-use points_core::{
-    ActivityInput, Actor, ActorId, Applied, Command, Event, MemberId, MemberKind, MerchantId,
-    MerchantKind, OrgLevel, OrgUnitId, ProgramId, ProgramSpec, Request, RequestId, RuleInput,
-    Scale, ServiceInput, TimeKind, Timestamp,
-};
+use points_core::{Actor, ActorId, Applied, Command, Request, Timestamp};
 use points_grpc::engine::{Engine, EngineOptions, StoreConfig};
 use std::time::Instant;
 
-const T0: i64 = 1_790_000_000_000;
-
-fn uid() -> uuid::Uuid {
-    uuid::Uuid::new_v4()
-}
-
-fn request(actor: Actor, command: Command) -> Request {
-    Request {
-        request_id: RequestId::new(uid()).unwrap(),
-        actor,
-        command,
-    }
-}
+mod common;
+use common::{request, uid, T0};
 
 fn db_bytes(dir: &std::path::Path) -> (u64, u64, u64) {
     let conn = rusqlite::Connection::open(dir.join("points.db")).unwrap();
@@ -102,113 +87,16 @@ async fn measure(config: StoreConfig, sqlite_dir: Option<&std::path::Path>) {
     };
     let engine = Engine::open(config.clone(), options.clone()).await.unwrap();
 
-    let program = ProgramId::new(uid()).unwrap();
-    let admin = Actor::Admin {
-        id: ActorId::new(uid()).unwrap(),
-    };
-    let merchant = MerchantId::new(uid()).unwrap();
+    let common::Seeded {
+        program,
+        merchant,
+        members,
+        ..
+    } = common::seed(&engine, 2, members_n, "1000").await;
     let till = Actor::Merchant {
         id: ActorId::new(uid()).unwrap(),
         merchant,
     };
-    let spec = ProgramSpec::new(program, "Bench", "points", Scale::new(2).unwrap());
-    engine
-        .create_program(
-            spec,
-            RequestId::new(uid()).unwrap(),
-            admin,
-            Timestamp::from_millis(T0),
-        )
-        .await
-        .unwrap();
-    let community = OrgUnitId::new(uid()).unwrap();
-    let activity = points_core::ActivityId::new(uid()).unwrap();
-    let members: Vec<MemberId> = (0..members_n)
-        .map(|_| MemberId::new(uid()).unwrap())
-        .collect();
-    let mut setup = vec![
-        request(
-            admin,
-            Command::CreateOrgUnit {
-                id: community,
-                parent: None,
-                name: "C".into(),
-                level: OrgLevel::Community,
-            },
-        ),
-        request(
-            admin,
-            Command::RegisterMerchant {
-                id: merchant,
-                org_unit: community,
-                name: "M".into(),
-                kind: MerchantKind::Partner,
-            },
-        ),
-        request(
-            admin,
-            Command::DefineActivity(ActivityInput {
-                id: activity,
-                org_unit: community,
-                name: "A".into(),
-                category: "a".into(),
-                rule: RuleInput::PerOccasion("1000".parse().unwrap()),
-                coefficient: "1".parse().unwrap(),
-                max_minutes_per_occasion: None,
-                daily_points_cap: None,
-                time_kind: TimeKind::Credit,
-            }),
-        ),
-    ];
-    for &m in &members {
-        setup.push(request(
-            admin,
-            Command::EnrolMember {
-                id: m,
-                home: community,
-                kind: MemberKind::Resident,
-                dual_registration: false,
-                card_code: None,
-            },
-        ));
-    }
-    let now = Timestamp::from_millis(T0 + 1000);
-    for r in engine.submit_many_at(program, setup, now).await {
-        r.unwrap();
-    }
-    let records = members
-        .iter()
-        .map(|&member| ServiceInput {
-            member,
-            activity,
-            org_unit: community,
-            started_at: Timestamp::from_millis(T0 - 3_600_000),
-            minutes: 60,
-        })
-        .collect();
-    let Applied::New(entry) = engine
-        .submit_at(
-            program,
-            request(admin, Command::RecordService { records }),
-            now,
-        )
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
-    let Event::ServiceRecorded { records } = entry.event() else {
-        panic!()
-    };
-    let ids = records.iter().map(|r| r.id).collect();
-    engine
-        .submit_at(
-            program,
-            request(admin, Command::ApproveService { records: ids }),
-            now,
-        )
-        .await
-        .unwrap();
     let setup_entries = engine.read(program, |l| l.next_sequence()).unwrap();
     let (pages0, page_size, _) = sqlite_dir.map(db_bytes).unwrap_or_default();
 
