@@ -1140,21 +1140,7 @@ impl Ledger {
             Command::ApproveService { records } => self.decide_approve(actor, records, at),
             Command::RejectService { records, reason } => {
                 check_reason(reason)?;
-                check_batch_len(records.len())?;
-                if has_duplicates(records) {
-                    return Err(Rejection::DuplicateInBatch);
-                }
-                for id in records {
-                    self.records.get(id).ok_or(Rejection::UnknownRecord(*id))?;
-                }
-                for id in records {
-                    self.allow_in(actor, self.records[id].org_unit)?;
-                }
-                for id in records {
-                    if self.records[id].status != RecordStatus::Pending {
-                        return Err(Rejection::RecordNotPending(*id));
-                    }
-                }
+                self.check_pending(actor, records)?;
                 Ok(Event::ServiceRejected {
                     records: records.clone(),
                     reason: reason.clone(),
@@ -1478,12 +1464,10 @@ impl Ledger {
         Ok(Event::ServiceRecorded { records })
     }
 
-    fn decide_approve(
-        &self,
-        actor: &Actor,
-        ids: &[RecordId],
-        at: Timestamp,
-    ) -> Result<Event, Rejection> {
+    /// The checks approval and rejection share, in precedence order: a non-empty list with
+    /// no repeats, every record known, the actor allowed where each was served, and every
+    /// record still pending.
+    fn check_pending(&self, actor: &Actor, ids: &[RecordId]) -> Result<(), Rejection> {
         check_batch_len(ids.len())?;
         if has_duplicates(ids) {
             return Err(Rejection::DuplicateInBatch);
@@ -1499,6 +1483,16 @@ impl Ledger {
                 return Err(Rejection::RecordNotPending(*id));
             }
         }
+        Ok(())
+    }
+
+    fn decide_approve(
+        &self,
+        actor: &Actor,
+        ids: &[RecordId],
+        at: Timestamp,
+    ) -> Result<Event, Rejection> {
+        self.check_pending(actor, ids)?;
         let offset = self.spec.utc_offset_minutes();
         let expires_at = self.expiry_from(at);
         let mut day_totals: Map<(MemberId, ActivityId, i32), Points> = new_map();
