@@ -27,6 +27,7 @@
 //! and a batch that loses the race ([`StoreError::Conflict`]) is rolled back and decided
 //! again against the new state.
 
+use crate::signing::ProgramKeys;
 use crate::store::memory::MemoryStore;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
@@ -200,6 +201,7 @@ struct Inner {
     install_lock: tokio::sync::Mutex<()>,
     writers: Mutex<Vec<std::thread::JoinHandle<()>>>,
     counters: Arc<Counters>,
+    keys: ProgramKeys,
 }
 
 /// Running counts, for metrics and tests.
@@ -321,6 +323,11 @@ fn all_failed(n: usize, e: &EngineError) -> Vec<Result<Applied, EngineError>> {
 }
 
 impl Engine {
+    /// The keys the server signs with on each programme's behalf.
+    pub fn keys(&self) -> &ProgramKeys {
+        &self.inner.keys
+    }
+
     /// Opens the store and loads every programme (latest checkpoint plus the journal after
     /// it). A sequence, id or hash mismatch in the journal stops start-up with an error that
     /// names the first bad entry; nothing is repaired.
@@ -342,8 +349,15 @@ impl Engine {
             max_batch: options.max_batch.max(1),
             snapshot_every: options.snapshot_every.max(1),
         };
+        let candidate = ProgramKeys::random_secret()
+            .map_err(|e| anyhow::anyhow!("cannot make a signing secret: {e}"))?;
+        let secret = store
+            .server_secret(candidate)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot read the signing secret: {e}"))?;
         let engine = Engine {
             inner: Arc::new(Inner {
+                keys: ProgramKeys::new(secret),
                 store,
                 options,
                 runtime: tokio::runtime::Handle::current(),

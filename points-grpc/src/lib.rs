@@ -9,6 +9,8 @@
 //!   on one database), and memory (tests).
 //! - [`service`]: the four gRPC services of `proto/points/v1`, over the engine.
 //! - [`auth`]: API keys and the per-RPC policy table, enforced in one tower layer.
+//! - [`signing`]: the per-programme signing and pseudonym keys, derived from one secret
+//!   kept in the store.
 //! - [`convert`]: wire ↔ core conversions and the mapping of every failure to a status.
 //! - [`server`], [`config`], [`metrics`]: the `points-server` binary's pieces.
 //! - [`pb`]: the generated protobuf code, compiled from the .proto files without protoc.
@@ -20,4 +22,5 @@ pub mod metrics;
 pub mod pb;
 pub mod server;
 pub mod service;
+pub mod signing;
 pub mod store;

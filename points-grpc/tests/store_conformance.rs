@@ -434,7 +434,14 @@ async fn conformance(backend: Backend) {
             .entries_checked,
         total + 1
     );
+    // The signing key lives in the store: a restart (or a second server) signs alike.
+    let key = engine.keys().public_key_hex(g.program);
     engine.shutdown().await;
+    if !matches!(backend, Backend::Config(StoreConfig::Memory)) {
+        let reopened = backend.open(options(7)).await.unwrap();
+        assert_eq!(reopened.keys().public_key_hex(g.program), key);
+        reopened.shutdown().await;
+    }
     eprintln!(
         "conformance on {:?} passed in {:?}",
         kind(&backend),
@@ -1015,6 +1022,12 @@ impl Store for Interfering {
         id: uuid::Uuid,
     ) -> points_grpc::store::BoxFuture<'_, points_grpc::store::StoreResult<bool>> {
         self.inner.revoke_api_key(id)
+    }
+    fn server_secret(
+        &self,
+        candidate: [u8; 32],
+    ) -> points_grpc::store::BoxFuture<'_, points_grpc::store::StoreResult<[u8; 32]>> {
+        self.inner.server_secret(candidate)
     }
     fn inject_commit_failures(&self, count: u32) {
         self.inner.inject_commit_failures(count);

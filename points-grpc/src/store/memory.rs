@@ -17,6 +17,7 @@ struct Journal {
 struct State {
     programs: BTreeMap<ProgramId, Journal>,
     keys: BTreeMap<uuid::Uuid, ApiKeyRecord>,
+    secret: Option<[u8; 32]>,
 }
 
 /// Journals kept in memory.
@@ -178,6 +179,10 @@ impl Store for MemoryStore {
     fn put_api_key(&self, key: ApiKeyRecord) -> BoxFuture<'_, StoreResult<()>> {
         self.lock().keys.insert(key.id, key);
         ready(Ok(()))
+    }
+
+    fn server_secret(&self, candidate: [u8; 32]) -> BoxFuture<'_, StoreResult<[u8; 32]>> {
+        ready(Ok(*self.lock().secret.get_or_insert(candidate)))
     }
 
     fn api_keys(&self) -> BoxFuture<'_, StoreResult<Vec<ApiKeyRecord>>> {

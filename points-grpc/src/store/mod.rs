@@ -137,6 +137,11 @@ pub trait Store: Send + Sync + 'static {
     /// Marks a key revoked; false when there is no such key.
     fn revoke_api_key(&self, id: uuid::Uuid) -> BoxFuture<'_, StoreResult<bool>>;
 
+    /// The server's 32-byte signing secret: stores `candidate` when the store holds none yet,
+    /// and returns the stored secret either way, so that every server sharing the store signs
+    /// with the same keys (see [`crate::signing`]).
+    fn server_secret(&self, candidate: [u8; 32]) -> BoxFuture<'_, StoreResult<[u8; 32]>>;
+
     /// Test hook: the next `count` appends fail after writing (their transaction is rolled
     /// back and they report [`StoreError::Unavailable`]).
     #[doc(hidden)]
@@ -160,6 +165,13 @@ impl Faults {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
     }
+}
+
+/// The stored signing secret as 32 bytes.
+pub(crate) fn secret_from(value: &[u8]) -> StoreResult<[u8; 32]> {
+    value
+        .try_into()
+        .map_err(|_| StoreError::Unavailable("the stored signing secret is not 32 bytes".into()))
 }
 
 /// Decodes stored entry bytes, naming the sequence on failure.

@@ -24,9 +24,10 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Statement};
 
 /// The schema, in order. Never edit a released migration: add a new one.
-pub const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    "
+pub const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "
 CREATE TABLE programs (
     program_id BYTEA NOT NULL,
     spec BYTEA NOT NULL,
@@ -66,7 +67,18 @@ CREATE TABLE api_keys (
 );
 CREATE UNIQUE INDEX api_keys_id ON api_keys (id);
 ",
-)];
+    ),
+    (
+        2,
+        "
+-- The signing secret (name 'signing'): see crate::signing.
+CREATE TABLE secrets (
+    name TEXT NOT NULL PRIMARY KEY,
+    value BYTEA NOT NULL
+);
+",
+    ),
+];
 
 /// Idle connections kept open.
 const POOL_SIZE: usize = 16;
@@ -653,6 +665,32 @@ impl Store for PostgresStore {
                     .await
                     .map_err(unavailable)?;
                 Ok(true)
+            })
+        })
+    }
+
+    fn server_secret(&self, candidate: [u8; 32]) -> BoxFuture<'_, StoreResult<[u8; 32]>> {
+        self.with(move |conn| {
+            Box::pin(async move {
+                let candidate = candidate.to_vec();
+                // Two servers starting at once both insert; the first wins and both read it.
+                conn.execute(
+                    "INSERT INTO secrets (name, value) VALUES ('signing', $1) \
+                     ON CONFLICT (name) DO NOTHING",
+                    &[&candidate],
+                )
+                .await
+                .map_err(unavailable)?;
+                let rows = conn
+                    .query("SELECT value FROM secrets WHERE name = 'signing'", &[])
+                    .await
+                    .map_err(unavailable)?;
+                let value: &[u8] = rows
+                    .first()
+                    .ok_or_else(|| StoreError::Unavailable("the signing secret vanished".into()))?
+                    .try_get(0)
+                    .map_err(unavailable)?;
+                super::secret_from(value)
             })
         })
     }

@@ -17,6 +17,8 @@
 //!                           head BLOB NOT NULL, snapshot BLOB NOT NULL,
 //!                           PRIMARY KEY (handle, next_seq));
 //! CREATE TABLE api_keys (id BLOB PRIMARY KEY, record TEXT NOT NULL);
+//! -- The signing secret (name 'signing'): see crate::signing.
+//! CREATE TABLE secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);
 //! ```
 //!
 //! The `programs` row is the journal's head: each batch's transaction advances it with
@@ -24,8 +26,8 @@
 //! interleave entries.
 
 use super::{
-    decode_entry, id_key, BoxFuture, Checkpoint, Faults, Store, StoreError, StoreResult,
-    StoredEntry,
+    decode_entry, id_key, secret_from, BoxFuture, Checkpoint, Faults, Store, StoreError,
+    StoreResult, StoredEntry,
 };
 use crate::engine::ApiKeyRecord;
 use points_core::{EntryId, Hash, ProgramId};
@@ -56,6 +58,7 @@ CREATE INDEX IF NOT EXISTS entries_id ON entries (idk);
 CREATE TABLE IF NOT EXISTS checkpoints (handle INTEGER NOT NULL, next_seq INTEGER NOT NULL,
     head BLOB NOT NULL, snapshot BLOB NOT NULL, PRIMARY KEY (handle, next_seq));
 CREATE TABLE IF NOT EXISTS api_keys (id BLOB PRIMARY KEY, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', 1);
 ";
 
@@ -554,6 +557,26 @@ impl Store for SqliteStore {
                 .map_err(unavailable)?;
                 tx.commit().map_err(unavailable)?;
                 Ok(true)
+            })
+        })
+    }
+
+    fn server_secret(&self, candidate: [u8; 32]) -> BoxFuture<'_, StoreResult<[u8; 32]>> {
+        self.blocking(move |shared| {
+            shared.write(|conn| {
+                conn.execute(
+                    "INSERT OR IGNORE INTO secrets (name, value) VALUES ('signing', ?1)",
+                    [candidate.as_slice()],
+                )
+                .map_err(unavailable)?;
+                let value: Vec<u8> = conn
+                    .query_row(
+                        "SELECT value FROM secrets WHERE name = 'signing'",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .map_err(unavailable)?;
+                secret_from(&value)
             })
         })
     }
