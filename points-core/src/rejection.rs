@@ -263,7 +263,7 @@ impl Rejection {
             Rejection::UnknownWish => 392,
             Rejection::UnknownGathering => 393,
             Rejection::UnknownItem => 394,
-            Rejection::NotClaimant => 402,
+            Rejection::NotClaimant => 412,
             Rejection::NotOnRoster => 422,
             Rejection::NotCreditActivity => 432,
             Rejection::AlreadyCheckedIn => 502,

@@ -602,10 +602,7 @@ fn wish_lifecycle_issues_points_and_hours_to_the_claimant() {
         ]
     );
     // A closed wish takes nothing more.
-    assert_eq!(
-        fx.run(rec_a(), confirm_cmd()),
-        Err(Rejection::WishClosed)
-    );
+    assert_eq!(fx.run(rec_a(), confirm_cmd()), Err(Rejection::WishClosed));
     // The confirmation is an approval like any other: it can be reversed once.
     fx.ok(
         rec_a(),
@@ -637,7 +634,10 @@ fn a_lapsed_claim_stops_blocking_and_a_sweep_may_record_it() {
     assert_eq!(fx.ledger.wishes_with_lapsed_claims(fx.now), vec![wish_id()]);
     // No lapse entry is needed: the next volunteer claims it straight away.
     fx.ok(rec_a(), claim_cmd(m_a2()));
-    assert_eq!(fx.run(rec_a(), fulfil_cmd(m_a())), Err(Rejection::NotClaimant));
+    assert_eq!(
+        fx.run(rec_a(), fulfil_cmd(m_a())),
+        Err(Rejection::NotClaimant)
+    );
     // The second claim lapses too; the server's sweep records it.
     fx.advance(2 * HOUR);
     let lapsed = fx.ok(Actor::System, wish(WishCommand::Lapse { wish: wish_id() }));
@@ -692,7 +692,10 @@ fn cancelling_a_wish_releases_its_claim() {
         WishStatus::Cancelled
     );
     assert_eq!(fx.run(rec_a(), confirm_cmd()), Err(Rejection::WishClosed));
-    assert_eq!(fx.run(rec_a(), fulfil_cmd(m_a())), Err(Rejection::WishClosed));
+    assert_eq!(
+        fx.run(rec_a(), fulfil_cmd(m_a())),
+        Err(Rejection::WishClosed)
+    );
     assert_eq!(fx.bal(m_a()).balance, Points::ZERO);
     fx.assert_audit_clean();
 }
@@ -824,7 +827,10 @@ fn an_event_approval_is_all_or_nothing() {
         fx.ok(rec_a(), command);
     }
     let refused = fx.run(rec_a(), approve_gathering_cmd());
-    assert!(matches!(refused, Err(Rejection::CapExceeded(_))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(Rejection::CapExceeded(_))),
+        "{refused:?}"
+    );
     assert_eq!(fx.bal(m_a2()).balance, Points::ZERO);
     let view = fx.ledger.gathering(gathering_id()).unwrap();
     assert!(!view.closed);
@@ -881,10 +887,7 @@ fn catalogue_redemption_takes_points_and_stock_together() {
     assert_eq!((lines[0].unit_price, *amount), (pts("20"), pts("20")));
     // Out of stock refuses the whole basket: no points, no stock, nothing written.
     assert_eq!(
-        fx.run(
-            till_shop(),
-            redeem_items_cmd(m_a(), shop(), &[(rice(), 2)])
-        ),
+        fx.run(till_shop(), redeem_items_cmd(m_a(), shop(), &[(rice(), 2)])),
         Err(Rejection::OutOfStock)
     );
     assert_eq!(fx.bal(m_a()).balance, pts("60"));
