@@ -311,11 +311,11 @@ pub enum Event {
         amount: Points,
     },
     /// A micro-wish step (issue 5).
-    Wish(crate::wish::WishEvent),
+    Wish(Box<crate::wish::WishEvent>),
     /// A volunteer event (gathering) step (issue 5).
-    Gathering(crate::gathering::GatheringEvent),
+    Gathering(Box<crate::gathering::GatheringEvent>),
     /// A merchant catalogue step (issue 5).
-    Catalogue(crate::catalogue::CatalogueEvent),
+    Catalogue(Box<crate::catalogue::CatalogueEvent>),
 }
 
 /// The kind of an entry, for filters and reports.

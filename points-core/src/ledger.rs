@@ -1362,13 +1362,15 @@ impl Ledger {
                     amount,
                 })
             }
-            Command::Wish(command) => self.decide_wish(actor, command, at).map(Event::Wish),
+            Command::Wish(command) => self
+                .decide_wish(actor, command, at)
+                .map(|e| Event::Wish(Box::new(e))),
             Command::Gathering(command) => self
                 .decide_gathering(actor, command, at)
-                .map(Event::Gathering),
+                .map(|e| Event::Gathering(Box::new(e))),
             Command::Catalogue(command) => self
                 .decide_catalogue(actor, command, at)
-                .map(Event::Catalogue),
+                .map(|e| Event::Catalogue(Box::new(e))),
         }
     }
 

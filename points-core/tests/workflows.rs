@@ -23,6 +23,25 @@ fn coffee() -> ItemId {
     ItemId::from_u128(701).unwrap()
 }
 
+fn wish_event(entry: &Entry) -> &WishEvent {
+    match entry.event() {
+        Event::Wish(event) => event,
+        other => panic!("not a wish entry: {other:?}"),
+    }
+}
+fn gathering_event(entry: &Entry) -> &GatheringEvent {
+    match entry.event() {
+        Event::Gathering(event) => event,
+        other => panic!("not an event entry: {other:?}"),
+    }
+}
+fn catalogue_event(entry: &Entry) -> &CatalogueEvent {
+    match entry.event() {
+        Event::Catalogue(event) => event,
+        other => panic!("not a catalogue entry: {other:?}"),
+    }
+}
+
 fn wish(command: WishCommand) -> Command {
     Command::Wish(command)
 }
@@ -571,7 +590,7 @@ fn wish_lifecycle_issues_points_and_hours_to_the_claimant() {
     // Points and hours move only on confirmation.
     assert_eq!(fx.bal(m_a()).balance, Points::ZERO);
     let confirmed = fx.ok(rec_d(), confirm_cmd());
-    let Event::Wish(WishEvent::Confirmed { record, award, .. }) = confirmed.event() else {
+    let WishEvent::Confirmed { record, award, .. } = wish_event(&confirmed) else {
         panic!("not a confirmation: {:?}", confirmed.event())
     };
     assert_eq!(
@@ -642,11 +661,11 @@ fn a_lapsed_claim_stops_blocking_and_a_sweep_may_record_it() {
     fx.advance(2 * HOUR);
     let lapsed = fx.ok(Actor::System, wish(WishCommand::Lapse { wish: wish_id() }));
     assert_eq!(
-        lapsed.event(),
-        &Event::Wish(WishEvent::ClaimLapsed {
+        wish_event(&lapsed),
+        &WishEvent::ClaimLapsed {
             wish: wish_id(),
             member: m_a2()
-        })
+        }
     );
     assert_eq!(
         fx.ledger.wish(wish_id(), fx.now).unwrap().status,
@@ -679,12 +698,12 @@ fn cancelling_a_wish_releases_its_claim() {
         }),
     );
     assert_eq!(
-        cancelled.event(),
-        &Event::Wish(WishEvent::Cancelled {
+        wish_event(&cancelled),
+        &WishEvent::Cancelled {
             wish: wish_id(),
             reason: "resident no longer needs help".into(),
             released: Some(m_a()),
-        })
+        }
     );
     assert!(cancelled.postings().is_empty());
     assert_eq!(
@@ -735,7 +754,7 @@ fn wish_confirmation_respects_the_activity_daily_cap() {
         );
     }
     let first = fx.ok(rec_d(), step(801, |wish| WishCommand::Confirm { wish }));
-    let Event::Wish(WishEvent::Confirmed { award, .. }) = first.event() else {
+    let WishEvent::Confirmed { award, .. } = wish_event(&first) else {
         panic!("not a confirmation")
     };
     assert_eq!(award.time_kind, TimeKind::Honour);
@@ -777,7 +796,7 @@ fn an_event_turns_check_in_and_out_into_capped_credit_hours_approved_at_once() {
     // Nothing is issued before approval.
     assert_eq!(fx.bal(m_a()).balance, Points::ZERO);
     let approval = fx.ok(rec_d(), approve_gathering_cmd());
-    let Event::Gathering(GatheringEvent::Approved { awards, .. }) = approval.event() else {
+    let GatheringEvent::Approved { awards, .. } = gathering_event(&approval) else {
         panic!("not an approval")
     };
     let got: Vec<_> = awards
@@ -871,17 +890,16 @@ fn catalogue_redemption_takes_points_and_stock_together() {
         }),
     );
     assert_eq!(
-        change.event(),
-        &Event::Catalogue(CatalogueEvent::PriceChanged {
+        catalogue_event(&change),
+        &CatalogueEvent::PriceChanged {
             merchant: shop(),
             item: rice(),
             from: pts("20"),
             to: pts("5"),
-        })
+        }
     );
     let stored = fx.journal.iter().find(|e| e.id() == first.id()).unwrap();
-    let Event::Catalogue(CatalogueEvent::ItemsRedeemed { lines, amount, .. }) = stored.event()
-    else {
+    let CatalogueEvent::ItemsRedeemed { lines, amount, .. } = catalogue_event(stored) else {
         panic!("not a redemption")
     };
     assert_eq!((lines[0].unit_price, *amount), (pts("20"), pts("20")));

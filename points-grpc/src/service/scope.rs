@@ -123,7 +123,7 @@ pub fn subjects(event: &Event) -> Subjects {
         Event::Gathering(event) => gathering_subjects(&mut s, event),
         Event::Catalogue(event) => {
             s.merchants.push(event.merchant());
-            if let CatalogueEvent::ItemsRedeemed { member, .. } = event {
+            if let CatalogueEvent::ItemsRedeemed { member, .. } = &**event {
                 s.members.push(*member);
             }
         }

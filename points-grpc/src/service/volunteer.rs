@@ -674,12 +674,15 @@ impl Volunteering for VolunteerService {
                 .map_err(|e| engine_status(&e))?
                 .ok_or_else(|| Status::internal("the original entry is missing"))?,
         };
-        let Event::Catalogue(CatalogueEvent::ItemsRedeemed {
+        let Event::Catalogue(event) = entry.event() else {
+            return Err(Status::internal("unexpected entry"));
+        };
+        let CatalogueEvent::ItemsRedeemed {
             member,
             lines,
             amount,
             ..
-        }) = entry.event()
+        } = &**event
         else {
             return Err(Status::internal("unexpected entry"));
         };
