@@ -716,3 +716,153 @@ async fn a_catalogue_redemption_takes_points_and_stock_together() {
     );
     audit_clean(&mut w).await;
 }
+
+/// Runs the `points` CLI with `--json` against `server` as `key` in `program`; panics on
+/// failure and returns the parsed output.
+fn cli(server: &Server, key: &str, program: &str, args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(common::binary("points"))
+        .env_remove("POINTS_PROGRAM")
+        .env("POINTS_SERVER", format!("http://{}", server.addr))
+        .env("POINTS_API_KEY", key)
+        .env("POINTS_PROGRAM", program)
+        .arg("--json")
+        .args(args)
+        .output()
+        .expect("running points");
+    assert!(
+        out.status.success(),
+        "points {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON output")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_runs_a_wish_an_event_and_the_catalogue() {
+    let server = Server::start();
+    let w = setup(&server).await;
+    let (rec, program) = (w.recorder.as_str(), w.program.as_str());
+    let posted = cli(
+        &server,
+        rec,
+        program,
+        &[
+            "wish",
+            "post",
+            "--org-unit",
+            &w.community,
+            "--activity",
+            &w.patrol,
+            "--title",
+            "Fix a tap",
+            "--points",
+            "5",
+            "--minutes",
+            "30",
+        ],
+    );
+    let wish = posted["wish"]["wish_id"].as_str().unwrap().to_owned();
+    for step in [
+        vec![
+            "wish",
+            "claim",
+            wish.as_str(),
+            "--member",
+            w.member.as_str(),
+        ],
+        vec![
+            "wish",
+            "fulfil",
+            wish.as_str(),
+            "--member",
+            w.member.as_str(),
+        ],
+        vec!["wish", "confirm", wish.as_str()],
+    ] {
+        cli(&server, rec, program, &step);
+    }
+    let shown = cli(&server, rec, program, &["wish", "show", &wish]);
+    assert_eq!(shown["status"], "WISH_STATUS_CONFIRMED");
+
+    let event = cli(
+        &server,
+        rec,
+        program,
+        &[
+            "event",
+            "create",
+            "--org-unit",
+            &w.community,
+            "--activity",
+            &w.patrol,
+            "--name",
+            "Clean-up",
+            "--member",
+            &w.member,
+        ],
+    );
+    let event = event["gathering"]["gathering_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    cli(
+        &server,
+        rec,
+        program,
+        &[
+            "event", "check-in", &event, "--member", &w.member, "--at", "now-1h",
+        ],
+    );
+    cli(
+        &server,
+        rec,
+        program,
+        &["event", "check-out", &event, "--member", &w.member],
+    );
+    let approved = cli(&server, rec, program, &["event", "approve", &event]);
+    assert_eq!(approved["gathering"]["closed"], true);
+
+    let item = cli(
+        &server,
+        &w.till_shop,
+        program,
+        &[
+            "catalogue",
+            "add",
+            "--merchant",
+            &w.shop,
+            "--name",
+            "Soap",
+            "--price",
+            "3",
+            "--stock",
+            "4",
+        ],
+    );
+    let item = item["item"]["item_id"].as_str().unwrap().to_owned();
+    let line = format!("{item}=2");
+    let redeemed = cli(
+        &server,
+        &w.till_shop,
+        program,
+        &[
+            "catalogue",
+            "redeem",
+            "--merchant",
+            &w.shop,
+            "--member",
+            &w.member,
+            &line,
+        ],
+    );
+    assert_eq!(redeemed["amount"], "6.00");
+    let listed = cli(
+        &server,
+        &w.till_shop,
+        program,
+        &["catalogue", "list", "--merchant", &w.shop],
+    );
+    assert_eq!(listed["items"][0]["stock"], 2);
+    // 5 from the wish, 10 from an hour of patrol, less 6 for two bars of soap.
+    assert_eq!(balance(&w, &w.member).await.balance, "9.00");
+}
