@@ -283,10 +283,6 @@ fn item_to_pb(item: &ItemView, scale: Scale) -> pb::CatalogueItem {
     }
 }
 
-fn time(f: &mut Fields, field: &str, value: Option<&prost_types::Timestamp>) -> Option<Timestamp> {
-    f.timestamp(field, value)
-}
-
 #[tonic::async_trait]
 impl Volunteering for VolunteerService {
     async fn post_wish(
@@ -474,7 +470,7 @@ impl Volunteering for VolunteerService {
         let request_id = f.id("request_id", &r.request_id);
         let gathering = f.id::<GatheringId>("gathering_id", &r.gathering_id);
         let member = self.member(&mut f, program, r.member.as_ref())?;
-        let at = time(&mut f, "time", r.time.as_ref());
+        let at = f.timestamp("time", r.time.as_ref());
         let command = match (gathering, member, at) {
             (Some(gathering), Some(member), Some(time)) => Some(GatheringCommand::CheckIn {
                 gathering,
@@ -498,7 +494,7 @@ impl Volunteering for VolunteerService {
         let request_id = f.id("request_id", &r.request_id);
         let gathering = f.id::<GatheringId>("gathering_id", &r.gathering_id);
         let member = self.member(&mut f, program, r.member.as_ref())?;
-        let at = time(&mut f, "time", r.time.as_ref());
+        let at = f.timestamp("time", r.time.as_ref());
         let command = match (gathering, member, at) {
             (Some(gathering), Some(member), Some(time)) => Some(GatheringCommand::CheckOut {
                 gathering,
