@@ -274,6 +274,12 @@ pub enum Command {
         /// Whose points.
         member: MemberId,
     },
+    /// A micro-wish step: post, claim, fulfil, confirm, cancel or lapse (issue 5).
+    Wish(crate::wish::WishCommand),
+    /// A volunteer event (gathering) step: create, check in, check out, approve (issue 5).
+    Gathering(crate::gathering::GatheringCommand),
+    /// A merchant catalogue step: list, restock, reprice, redeem items (issue 5).
+    Catalogue(crate::catalogue::CatalogueCommand),
 }
 
 impl Command {
@@ -301,6 +307,9 @@ impl Command {
             Command::Donate { .. } => "donate",
             Command::Grant { .. } => "grant",
             Command::Expire { .. } => "expire",
+            Command::Wish(c) => c.name(),
+            Command::Gathering(c) => c.name(),
+            Command::Catalogue(c) => c.name(),
         }
     }
 }

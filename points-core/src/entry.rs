@@ -310,6 +310,12 @@ pub enum Event {
         /// How much.
         amount: Points,
     },
+    /// A micro-wish step (issue 5).
+    Wish(Box<crate::wish::WishEvent>),
+    /// A volunteer event (gathering) step (issue 5).
+    Gathering(Box<crate::gathering::GatheringEvent>),
+    /// A merchant catalogue step (issue 5).
+    Catalogue(Box<crate::catalogue::CatalogueEvent>),
 }
 
 /// The kind of an entry, for filters and reports.
@@ -338,9 +344,24 @@ pub enum EntryKind {
     Donated,
     Granted,
     Expired,
+    // Issue 5: micro-wishes, volunteer events (gatherings) and merchant catalogues.
+    WishPosted,
+    WishClaimed,
+    WishFulfilled,
+    WishConfirmed,
+    WishCancelled,
+    WishClaimLapsed,
+    GatheringCreated,
+    GatheringCheckedIn,
+    GatheringCheckedOut,
+    GatheringApproved,
+    ItemListed,
+    ItemRestocked,
+    ItemPriceChanged,
+    ItemsRedeemed,
 }
 
-fn points(account: Account, amount: Points) -> Posting {
+pub(crate) fn points(account: Account, amount: Points) -> Posting {
     Posting {
         account,
         unit: Unit::Points,
@@ -362,7 +383,7 @@ fn movement(out: &mut Vec<Posting>, from: Account, to: Account, unit: Unit, amou
     });
 }
 
-fn award_postings(out: &mut Vec<Posting>, awards: &[Award], sign: i64) {
+pub(crate) fn award_postings(out: &mut Vec<Posting>, awards: &[Award], sign: i64) {
     for award in awards {
         let member = Account::Member(award.member);
         movement(
@@ -408,6 +429,9 @@ impl Event {
             Event::Donated { .. } => EntryKind::Donated,
             Event::Granted { .. } => EntryKind::Granted,
             Event::Expired { .. } => EntryKind::Expired,
+            Event::Wish(e) => e.kind(),
+            Event::Gathering(e) => e.kind(),
+            Event::Catalogue(e) => e.kind(),
         }
     }
 
@@ -548,6 +572,9 @@ impl Event {
             | Event::ServiceRejected { .. }
             | Event::HoldPlaced { .. }
             | Event::HoldReleased { .. } => {}
+            Event::Wish(e) => e.push_postings(&mut out),
+            Event::Gathering(e) => e.push_postings(&mut out),
+            Event::Catalogue(e) => e.push_postings(&mut out),
         }
         out
     }

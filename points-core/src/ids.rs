@@ -134,6 +134,19 @@ id_type! {
     /// Who acted: an API key, a staff account or a job, as the calling program names it.
     ActorId
 }
+id_type! {
+    /// A resident's micro-wish (微心愿), posted by a recorder (issue 5).
+    WishId
+}
+id_type! {
+    /// A volunteer event with a roster and check-in/out, called a gathering in code so it
+    /// is not confused with the journal's `Event` (issue 5).
+    GatheringId
+}
+id_type! {
+    /// A good in a merchant's catalogue, priced in points (issue 5).
+    ItemId
+}
 
 /// Builds a version-8 UUID from the first sixteen bytes of a BLAKE3 hash over the parts.
 ///

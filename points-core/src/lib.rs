@@ -139,3 +139,12 @@ pub use model::{
 pub use program::{ExpiryPolicy, ProgramSpec, StarThresholds};
 pub use rejection::Rejection;
 pub use time::Timestamp;
+// Issue 5: micro-wishes, volunteer events (gatherings) and merchant catalogues.
+pub use ids::{GatheringId, ItemId, WishId};
+pub use ledger::catalogue::{
+    self, CatalogueCommand, CatalogueEvent, ItemLine, ItemView, RedeemedLine,
+};
+pub use ledger::gathering::{
+    self, Attendance, GatheringCommand, GatheringEvent, GatheringSpec, GatheringView,
+};
+pub use ledger::wish::{self, WishCommand, WishEvent, WishSpec, WishStatus, WishView};

@@ -153,6 +153,64 @@ pub enum Rejection {
     /// A balance would leave the countable range.
     #[error("a balance would overflow")]
     BalanceOverflow,
+    // --- Issue 5: micro-wishes, events, catalogues (codes ending in 2, 3 or 4) ---------
+    /// A quantity of goods is zero or too large.
+    #[error("quantity is zero or too large")]
+    QuantityOutOfRange,
+    /// No micro-wish with that id.
+    #[error("unknown wish")]
+    UnknownWish,
+    /// No volunteer event (gathering) with that id.
+    #[error("unknown event")]
+    UnknownGathering,
+    /// No item with that id in that merchant's catalogue.
+    #[error("unknown item in this merchant's catalogue")]
+    UnknownItem,
+    /// The member does not hold the wish's claim.
+    #[error("the member does not hold the claim on this wish")]
+    NotClaimant,
+    /// The member is not on the event's roster.
+    #[error("member is not on the event's roster")]
+    NotOnRoster,
+    /// An event with check-in and check-out needs an activity that counts credit time.
+    #[error("the activity does not count credit time")]
+    NotCreditActivity,
+    /// The member already checked in at this event.
+    #[error("member already checked in at this event")]
+    AlreadyCheckedIn,
+    /// The member has no open check-in at this event (never checked in, or already checked out).
+    #[error("member has no open check-in at this event")]
+    NotCheckedIn,
+    /// The event was approved and takes no more check-ins or approvals.
+    #[error("event is closed")]
+    GatheringClosed,
+    /// The event has no pending records to approve.
+    #[error("event has no pending records to approve")]
+    NothingToApprove,
+    /// Another claim (not lapsed) or a fulfilment holds the wish.
+    #[error("wish is already claimed")]
+    WishClaimed,
+    /// The wish was confirmed or cancelled.
+    #[error("wish is confirmed or cancelled")]
+    WishClosed,
+    /// The claim's deadline has passed.
+    #[error("claim has lapsed")]
+    ClaimLapsed,
+    /// The wish has not been marked fulfilled.
+    #[error("wish is not marked fulfilled")]
+    WishNotFulfilled,
+    /// The wish has no claim whose deadline has passed.
+    #[error("wish has no lapsed claim")]
+    NoLapsedClaim,
+    /// The claimant already marked the wish fulfilled.
+    #[error("wish is already marked fulfilled")]
+    AlreadyFulfilled,
+    /// The wish's points exceed what its activity's rule gives for its expected hours.
+    #[error("wish's points exceed its activity's rule")]
+    WishOverRule,
+    /// The merchant has too few of an item in stock.
+    #[error("out of stock")]
+    OutOfStock,
 }
 
 impl Rejection {
@@ -201,6 +259,25 @@ impl Rejection {
             Rejection::InsufficientPoints => 700,
             Rejection::InsufficientPool => 710,
             Rejection::BalanceOverflow => 800,
+            Rejection::QuantityOutOfRange => 252,
+            Rejection::UnknownWish => 392,
+            Rejection::UnknownGathering => 393,
+            Rejection::UnknownItem => 394,
+            Rejection::NotClaimant => 412,
+            Rejection::NotOnRoster => 422,
+            Rejection::NotCreditActivity => 432,
+            Rejection::AlreadyCheckedIn => 502,
+            Rejection::NotCheckedIn => 503,
+            Rejection::GatheringClosed => 504,
+            Rejection::NothingToApprove => 574,
+            Rejection::WishClaimed => 582,
+            Rejection::WishClosed => 583,
+            Rejection::ClaimLapsed => 584,
+            Rejection::WishNotFulfilled => 592,
+            Rejection::NoLapsedClaim => 593,
+            Rejection::AlreadyFulfilled => 594,
+            Rejection::WishOverRule => 602,
+            Rejection::OutOfStock => 702,
         }
     }
 
@@ -249,13 +326,32 @@ impl Rejection {
             Rejection::InsufficientPoints => "INSUFFICIENT_POINTS",
             Rejection::InsufficientPool => "INSUFFICIENT_POOL",
             Rejection::BalanceOverflow => "BALANCE_OVERFLOW",
+            Rejection::QuantityOutOfRange => "QUANTITY_OUT_OF_RANGE",
+            Rejection::UnknownWish => "UNKNOWN_WISH",
+            Rejection::UnknownGathering => "UNKNOWN_GATHERING",
+            Rejection::UnknownItem => "UNKNOWN_ITEM",
+            Rejection::NotClaimant => "NOT_CLAIMANT",
+            Rejection::NotOnRoster => "NOT_ON_ROSTER",
+            Rejection::NotCreditActivity => "NOT_CREDIT_ACTIVITY",
+            Rejection::AlreadyCheckedIn => "ALREADY_CHECKED_IN",
+            Rejection::NotCheckedIn => "NOT_CHECKED_IN",
+            Rejection::GatheringClosed => "GATHERING_CLOSED",
+            Rejection::NothingToApprove => "NOTHING_TO_APPROVE",
+            Rejection::WishClaimed => "WISH_CLAIMED",
+            Rejection::WishClosed => "WISH_CLOSED",
+            Rejection::ClaimLapsed => "CLAIM_LAPSED",
+            Rejection::WishNotFulfilled => "WISH_NOT_FULFILLED",
+            Rejection::NoLapsedClaim => "NO_LAPSED_CLAIM",
+            Rejection::AlreadyFulfilled => "ALREADY_FULFILLED",
+            Rejection::WishOverRule => "WISH_OVER_RULE",
+            Rejection::OutOfStock => "OUT_OF_STOCK",
         }
     }
 
     /// Every rejection kind once, in precedence order, with a placeholder where a variant
     /// carries a record id. Tests use it to prove codes are unique and ordered.
     pub fn all(record: RecordId) -> Vec<Rejection> {
-        vec![
+        let mut all = vec![
             Rejection::RequestIdReused,
             Rejection::InvalidText,
             Rejection::AmountNotPositive,
@@ -298,6 +394,35 @@ impl Rejection {
             Rejection::InsufficientPoints,
             Rejection::InsufficientPool,
             Rejection::BalanceOverflow,
+        ];
+        all.extend(Rejection::volunteer_workflows());
+        all.sort_by_key(Rejection::code);
+        all
+    }
+
+    /// The rejections of micro-wishes, events and catalogues (issue 5), in code order.
+    /// `points-core/tests/workflows.rs` holds one scenario row for each.
+    pub fn volunteer_workflows() -> Vec<Rejection> {
+        vec![
+            Rejection::QuantityOutOfRange,
+            Rejection::UnknownWish,
+            Rejection::UnknownGathering,
+            Rejection::UnknownItem,
+            Rejection::NotClaimant,
+            Rejection::NotOnRoster,
+            Rejection::NotCreditActivity,
+            Rejection::AlreadyCheckedIn,
+            Rejection::NotCheckedIn,
+            Rejection::GatheringClosed,
+            Rejection::NothingToApprove,
+            Rejection::WishClaimed,
+            Rejection::WishClosed,
+            Rejection::ClaimLapsed,
+            Rejection::WishNotFulfilled,
+            Rejection::NoLapsedClaim,
+            Rejection::AlreadyFulfilled,
+            Rejection::WishOverRule,
+            Rejection::OutOfStock,
         ]
     }
 }

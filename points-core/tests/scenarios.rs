@@ -972,8 +972,11 @@ fn one_row_per_rejection_in_code_order() {
         request: None,
     };
     let table: Vec<u16> = rows.iter().map(|row| (row.expected)(&ctx).code()).collect();
+    // The workflow rejections of issue 5 have their rows in tests/workflows.rs.
+    let workflows = Rejection::volunteer_workflows();
     let all: Vec<u16> = Rejection::all(placeholder)
         .iter()
+        .filter(|r| !workflows.contains(r))
         .map(Rejection::code)
         .collect();
     assert_eq!(table, all, "one row per rejection, in code order");

@@ -94,6 +94,16 @@ pub fn policy(path: &str) -> Permission {
         ) => Admin,
         ("Ledger", "GetEntry" | "GetStatement" | "ListEntries" | "WatchEntries") => Read,
         ("Ledger", "VerifyChain" | "Audit") => AuditRead,
+        // Issue 5: wishes and events are recorded by community centres; catalogues are
+        // managed by merchants or the centre; only points of sale redeem items.
+        (
+            "Volunteering",
+            "PostWish" | "ClaimWish" | "FulfilWish" | "ConfirmWish" | "CancelWish"
+            | "LapseWishClaim" | "CreateGathering" | "CheckIn" | "CheckOut" | "ApproveGathering",
+        ) => Recording,
+        ("Volunteering", "ListItem" | "RestockItem" | "SetItemPrice") => Write,
+        ("Volunteering", "RedeemItems") => Pos,
+        ("Volunteering", "GetWish" | "GetGathering" | "ListCatalogue") => Read,
         _ => ServerAdmin,
     }
 }

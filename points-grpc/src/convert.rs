@@ -397,6 +397,20 @@ pub fn kind_to_pb(kind: EntryKind) -> pb::EntryKind {
         EntryKind::Donated => P::Donated,
         EntryKind::Granted => P::Granted,
         EntryKind::Expired => P::Expired,
+        EntryKind::WishPosted => P::WishPosted,
+        EntryKind::WishClaimed => P::WishClaimed,
+        EntryKind::WishFulfilled => P::WishFulfilled,
+        EntryKind::WishConfirmed => P::WishConfirmed,
+        EntryKind::WishCancelled => P::WishCancelled,
+        EntryKind::WishClaimLapsed => P::WishClaimLapsed,
+        EntryKind::GatheringCreated => P::GatheringCreated,
+        EntryKind::GatheringCheckedIn => P::GatheringCheckedIn,
+        EntryKind::GatheringCheckedOut => P::GatheringCheckedOut,
+        EntryKind::GatheringApproved => P::GatheringApproved,
+        EntryKind::ItemListed => P::ItemListed,
+        EntryKind::ItemRestocked => P::ItemRestocked,
+        EntryKind::ItemPriceChanged => P::ItemPriceChanged,
+        EntryKind::ItemsRedeemed => P::ItemsRedeemed,
     }
 }
 
@@ -427,6 +441,20 @@ pub fn kind_from_pb(kind: pb::EntryKind) -> Option<EntryKind> {
         P::Donated => EntryKind::Donated,
         P::Granted => EntryKind::Granted,
         P::Expired => EntryKind::Expired,
+        P::WishPosted => EntryKind::WishPosted,
+        P::WishClaimed => EntryKind::WishClaimed,
+        P::WishFulfilled => EntryKind::WishFulfilled,
+        P::WishConfirmed => EntryKind::WishConfirmed,
+        P::WishCancelled => EntryKind::WishCancelled,
+        P::WishClaimLapsed => EntryKind::WishClaimLapsed,
+        P::GatheringCreated => EntryKind::GatheringCreated,
+        P::GatheringCheckedIn => EntryKind::GatheringCheckedIn,
+        P::GatheringCheckedOut => EntryKind::GatheringCheckedOut,
+        P::GatheringApproved => EntryKind::GatheringApproved,
+        P::ItemListed => EntryKind::ItemListed,
+        P::ItemRestocked => EntryKind::ItemRestocked,
+        P::ItemPriceChanged => EntryKind::ItemPriceChanged,
+        P::ItemsRedeemed => EntryKind::ItemsRedeemed,
     })
 }
 

@@ -131,6 +131,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     health_reporter
         .set_serving::<pb::ledger_server::LedgerServer<LedgerService>>()
         .await;
+    health_reporter
+        .set_serving::<pb::volunteering_server::VolunteeringServer<
+            crate::service::volunteer::VolunteerService,
+        >>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -209,6 +214,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .add_service(pb::ledger_server::LedgerServer::new(LedgerService::new(
             ctx.clone(),
         )))
+        // Issue 5: micro-wishes, volunteer events and merchant catalogues.
+        .add_service(pb::volunteering_server::VolunteeringServer::new(
+            crate::service::volunteer::VolunteerService::new(ctx.clone()),
+        ))
         // Accepted sockets get TCP_NODELAY: without it a response written in two pieces
         // (data, then trailers) waits for the client's delayed ACK, about 40 ms.
         .serve_with_incoming_shutdown(

@@ -11,6 +11,10 @@ use points_core::*;
 use proptest::prelude::*;
 use std::collections::HashMap;
 
+// Issue 5: the model of micro-wishes and merchant catalogues.
+mod workflows;
+pub use workflows::WOp;
+
 // ------------------------------------------------------------------------------------------
 // The universe
 // ------------------------------------------------------------------------------------------
@@ -352,6 +356,8 @@ pub struct Model {
     pub expired: i64,
     pub credit_total: i64,
     pub honour_total: i64,
+    /// Issue 5: wishes and catalogue items.
+    wf: workflows::WfModel,
 }
 
 /// What the model predicts for a request.
@@ -967,6 +973,9 @@ impl Model {
                 self.debit(*member, amount);
                 self.expired += amount;
             }
+            Command::Wish(_) | Command::Catalogue(_) => {
+                return self.decide_workflow(actor, command, at, seq)
+            }
             other => panic!("the generator does not produce {}", other.name()),
         }
         Ok(())
@@ -1206,6 +1215,8 @@ pub enum Op {
         merchant: u8,
         suspend: bool,
     },
+    /// Issue 5: a micro-wish or catalogue operation.
+    Workflow(WOp),
     /// Send an earlier request again, verbatim.
     Retry {
         which: u8,
@@ -1267,6 +1278,7 @@ fn basic_op() -> impl Strategy<Value = Op> {
         1 => (small(), prop_oneof![8 => 0u8..3, 1 => Just(3u8)], any::<bool>(), card.clone()).prop_map(|(member, home, dual, card)| Op::Enrol { member, home, dual, card }),
         1 => (small(), any::<bool>(), card).prop_map(|(member, dual, card)| Op::Update { member, dual, card }),
         1 => (0u8..3, any::<bool>()).prop_map(|(merchant, suspend)| Op::SetStatus { merchant: if merchant == 2 { 1 } else { merchant }, suspend }),
+        20 => workflows::wop().prop_map(Op::Workflow),
     ]
 }
 
@@ -1535,6 +1547,7 @@ fn resolve(model: &Model, op: &Op, now: i64) -> (Actor, Command) {
                 },
             },
         ),
+        Op::Workflow(op) => workflows::resolve(model, op, now),
         Op::Retry { .. } | Op::Reuse { .. } => unreachable!("resolved by the driver"),
     }
 }
@@ -1722,6 +1735,7 @@ impl Run {
             "totals"
         );
         assert_eq!(self.ledger.next_sequence(), self.model.next_seq);
+        workflows::compare(self);
     }
 
     pub fn assert_audit_clean(&self) {

@@ -207,6 +207,15 @@ enum Cmd {
     /// Bulk imports.
     #[command(subcommand)]
     Import(ImportCmd),
+    /// Micro-wishes: post, claim, fulfil, confirm, cancel, lapse, show (issue 5).
+    #[command(subcommand)]
+    Wish(WishCmd),
+    /// Volunteer events: create, check in, check out, approve, show (issue 5).
+    #[command(subcommand)]
+    Event(EventCmd),
+    /// Merchant catalogues: list items, restock, price, redeem, show (issue 5).
+    #[command(subcommand)]
+    Catalogue(CatalogueCmd),
 }
 
 #[derive(clap::Args)]
@@ -1200,6 +1209,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Cmd::Wish(cmd) => wish(&c, cmd).await,
+        Cmd::Event(cmd) => event(&c, cmd).await,
+        Cmd::Catalogue(cmd) => catalogue(&c, cmd).await,
     }
 }
 
@@ -1817,4 +1829,437 @@ async fn import(c: &Client, cmd: ImportCmd) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+// ------------------------------------------------------------------------------------------
+// Issue 5: micro-wishes, volunteer events and merchant catalogues (service Volunteering).
+// ------------------------------------------------------------------------------------------
+
+#[derive(Subcommand)]
+enum WishCmd {
+    /// Post a resident's wish (a recorder).
+    Post {
+        /// Wish id; a fresh UUID by default.
+        #[arg(long)]
+        id: Option<String>,
+        /// Org unit where it is to be fulfilled.
+        #[arg(long)]
+        org_unit: String,
+        /// Activity whose rule the points are issued under.
+        #[arg(long)]
+        activity: String,
+        /// What the resident wishes for.
+        #[arg(long)]
+        title: String,
+        /// Points the claimant earns.
+        #[arg(long)]
+        points: String,
+        /// Expected service in minutes.
+        #[arg(long)]
+        minutes: u32,
+        /// How long a claim lasts, in milliseconds (default one week).
+        #[arg(long, default_value_t = 7 * 86_400_000)]
+        claim_ttl_ms: u64,
+    },
+    /// Record a volunteer's claim.
+    Claim {
+        /// Wish id.
+        wish: String,
+        #[command(flatten)]
+        member: MemberArg,
+    },
+    /// Record that the claimant fulfilled the wish.
+    Fulfil {
+        /// Wish id.
+        wish: String,
+        #[command(flatten)]
+        member: MemberArg,
+    },
+    /// Confirm a fulfilled wish: points and hours go to the claimant.
+    Confirm {
+        /// Wish id.
+        wish: String,
+    },
+    /// Cancel a wish, releasing any claim.
+    Cancel {
+        /// Wish id.
+        wish: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Record that a claim passed its deadline unfulfilled.
+    Lapse {
+        /// Wish id.
+        wish: String,
+    },
+    /// Show a wish.
+    Show {
+        /// Wish id.
+        wish: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum EventCmd {
+    /// Create an event with its roster (a recorder).
+    Create {
+        /// Event id; a fresh UUID by default.
+        #[arg(long)]
+        id: Option<String>,
+        /// Org unit where it takes place.
+        #[arg(long)]
+        org_unit: String,
+        /// Activity (credit time) whose rules apply.
+        #[arg(long)]
+        activity: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// A member id on the roster; repeat for each.
+        #[arg(long = "member", required = true)]
+        members: Vec<String>,
+    },
+    /// Check a member in.
+    CheckIn {
+        /// Event id.
+        event: String,
+        #[command(flatten)]
+        member: MemberArg,
+        /// When (RFC 3339, epoch ms, "now" or "now-2h").
+        #[arg(long, default_value = "now")]
+        at: String,
+    },
+    /// Check a member out; the attendance becomes a pending record.
+    CheckOut {
+        /// Event id.
+        event: String,
+        #[command(flatten)]
+        member: MemberArg,
+        /// When (RFC 3339, epoch ms, "now" or "now-2h").
+        #[arg(long, default_value = "now")]
+        at: String,
+    },
+    /// Approve every pending record of the event in one step.
+    Approve {
+        /// Event id.
+        event: String,
+    },
+    /// Show an event and its attendance.
+    Show {
+        /// Event id.
+        event: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum CatalogueCmd {
+    /// Add an item to a merchant's catalogue.
+    Add {
+        /// Merchant id.
+        #[arg(long)]
+        merchant: String,
+        /// Item id; a fresh UUID by default.
+        #[arg(long)]
+        id: Option<String>,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Price of one, in points.
+        #[arg(long)]
+        price: String,
+        /// Stock on the shelf.
+        #[arg(long, default_value_t = 0)]
+        stock: u32,
+    },
+    /// Add stock to an item.
+    Restock {
+        /// Merchant id.
+        #[arg(long)]
+        merchant: String,
+        /// Item id.
+        item: String,
+        /// How many are added.
+        #[arg(long)]
+        quantity: u32,
+    },
+    /// Change an item's price from now on.
+    Price {
+        /// Merchant id.
+        #[arg(long)]
+        merchant: String,
+        /// Item id.
+        item: String,
+        /// The new price of one.
+        #[arg(long)]
+        price: String,
+    },
+    /// Redeem items: ITEM=QUANTITY, repeated.
+    Redeem {
+        /// Merchant id.
+        #[arg(long)]
+        merchant: String,
+        #[command(flatten)]
+        member: MemberArg,
+        /// Lines as ITEM_ID=QUANTITY.
+        #[arg(required = true)]
+        lines: Vec<String>,
+    },
+    /// List a merchant's catalogue.
+    List {
+        /// Merchant id.
+        #[arg(long)]
+        merchant: String,
+    },
+}
+
+impl Client {
+    fn vol(&self) -> pb::volunteering_client::VolunteeringClient<Channel> {
+        pb::volunteering_client::VolunteeringClient::new(self.channel.clone())
+    }
+}
+
+async fn wish(c: &Client, cmd: WishCmd) -> anyhow::Result<()> {
+    let mut v = c.vol();
+    let r = match cmd {
+        WishCmd::Post {
+            id,
+            org_unit,
+            activity,
+            title,
+            points,
+            minutes,
+            claim_ttl_ms,
+        } => v
+            .post_wish(c.req(pb::PostWishRequest {
+                request_id: c.request_id(),
+                program_id: c.program()?,
+                wish_id: id.unwrap_or_else(new_id),
+                org_unit_id: org_unit,
+                activity_id: activity,
+                title,
+                points,
+                minutes,
+                claim_ttl_ms,
+            }))
+            .await
+            .grpc()?,
+        WishCmd::Claim { wish, member } => v
+            .claim_wish(c.req(pb::ClaimWishRequest {
+                request_id: c.request_id(),
+                program_id: c.program()?,
+                wish_id: wish,
+                member: Some(member_ref(&member)),
+            }))
+            .await
+            .grpc()?,
+        WishCmd::Fulfil { wish, member } => v
+            .fulfil_wish(c.req(pb::FulfilWishRequest {
+                request_id: c.request_id(),
+                program_id: c.program()?,
+                wish_id: wish,
+                member: Some(member_ref(&member)),
+            }))
+            .await
+            .grpc()?,
+        WishCmd::Confirm { wish } => v
+            .confirm_wish(c.req(pb::ConfirmWishRequest {
+                request_id: c.request_id(),
+                program_id: c.program()?,
+                wish_id: wish,
+            }))
+            .await
+            .grpc()?,
+        WishCmd::Cancel { wish, reason } => v
+            .cancel_wish(c.req(pb::CancelWishRequest {
+                request_id: c.request_id(),
+                program_id: c.program()?,
+                wish_id: wish,
+                reason,
+            }))
+            .await
+            .grpc()?,
+        WishCmd::Lapse { wish } => v
+            .lapse_wish_claim(c.req(pb::LapseWishClaimRequest {
+                request_id: c.request_id(),
+                program_id: c.program()?,
+                wish_id: wish,
+            }))
+            .await
+            .grpc()?,
+        WishCmd::Show { wish } => {
+            let r = v
+                .get_wish(c.req(pb::GetWishRequest {
+                    program_id: c.program()?,
+                    wish_id: wish,
+                }))
+                .await
+                .grpc()?;
+            return c.show(&r, "Wish", &[], None);
+        }
+    };
+    c.show(&r, "WishResponse", &[], None)
+}
+
+async fn event(c: &Client, cmd: EventCmd) -> anyhow::Result<()> {
+    let mut v = c.vol();
+    let r = match cmd {
+        EventCmd::Create {
+            id,
+            org_unit,
+            activity,
+            name,
+            members,
+        } => v
+            .create_gathering(c.req(pb::CreateGatheringRequest {
+                request_id: c.request_id(),
+                program_id: c.program()?,
+                gathering_id: id.unwrap_or_else(new_id),
+                org_unit_id: org_unit,
+                activity_id: activity,
+                name,
+                roster_member_ids: members,
+            }))
+            .await
+            .grpc()?,
+        EventCmd::CheckIn { event, member, at } => v
+            .check_in(c.req(pb::CheckInRequest {
+                request_id: c.request_id(),
+                program_id: c.program()?,
+                gathering_id: event,
+                member: Some(member_ref(&member)),
+                time: Some(parse_time(&at)?),
+            }))
+            .await
+            .grpc()?,
+        EventCmd::CheckOut { event, member, at } => v
+            .check_out(c.req(pb::CheckOutRequest {
+                request_id: c.request_id(),
+                program_id: c.program()?,
+                gathering_id: event,
+                member: Some(member_ref(&member)),
+                time: Some(parse_time(&at)?),
+            }))
+            .await
+            .grpc()?,
+        EventCmd::Approve { event } => v
+            .approve_gathering(c.req(pb::ApproveGatheringRequest {
+                request_id: c.request_id(),
+                program_id: c.program()?,
+                gathering_id: event,
+            }))
+            .await
+            .grpc()?,
+        EventCmd::Show { event } => {
+            let r = v
+                .get_gathering(c.req(pb::GetGatheringRequest {
+                    program_id: c.program()?,
+                    gathering_id: event,
+                }))
+                .await
+                .grpc()?;
+            return c.show(&r, "Gathering", &[], None);
+        }
+    };
+    c.show(&r, "GatheringResponse", &[], None)
+}
+
+async fn catalogue(c: &Client, cmd: CatalogueCmd) -> anyhow::Result<()> {
+    let mut v = c.vol();
+    let r = match cmd {
+        CatalogueCmd::Add {
+            merchant,
+            id,
+            name,
+            price,
+            stock,
+        } => v
+            .list_item(c.req(pb::ListItemRequest {
+                request_id: c.request_id(),
+                program_id: c.program()?,
+                merchant_id: merchant,
+                item_id: id.unwrap_or_else(new_id),
+                name,
+                price,
+                stock,
+            }))
+            .await
+            .grpc()?,
+        CatalogueCmd::Restock {
+            merchant,
+            item,
+            quantity,
+        } => v
+            .restock_item(c.req(pb::RestockItemRequest {
+                request_id: c.request_id(),
+                program_id: c.program()?,
+                merchant_id: merchant,
+                item_id: item,
+                quantity,
+            }))
+            .await
+            .grpc()?,
+        CatalogueCmd::Price {
+            merchant,
+            item,
+            price,
+        } => v
+            .set_item_price(c.req(pb::SetItemPriceRequest {
+                request_id: c.request_id(),
+                program_id: c.program()?,
+                merchant_id: merchant,
+                item_id: item,
+                price,
+            }))
+            .await
+            .grpc()?,
+        CatalogueCmd::Redeem {
+            merchant,
+            member,
+            lines,
+        } => {
+            let lines = lines
+                .iter()
+                .map(|line| {
+                    let (item, quantity) = line
+                        .split_once('=')
+                        .ok_or_else(|| anyhow!("a line is ITEM_ID=QUANTITY, got {line:?}"))?;
+                    Ok(pb::ItemLine {
+                        item_id: item.to_owned(),
+                        quantity: quantity
+                            .parse()
+                            .with_context(|| format!("quantity in {line:?}"))?,
+                        unit_price: String::new(),
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let r = v
+                .redeem_items(c.req(pb::RedeemItemsRequest {
+                    request_id: c.request_id(),
+                    program_id: c.program()?,
+                    merchant_id: merchant,
+                    member: Some(member_ref(&member)),
+                    lines,
+                }))
+                .await
+                .grpc()?;
+            return c.show(&r, "RedeemItemsResponse", &[], None);
+        }
+        CatalogueCmd::List { merchant } => {
+            let r = v
+                .list_catalogue(c.req(pb::ListCatalogueRequest {
+                    program_id: c.program()?,
+                    merchant_id: merchant,
+                }))
+                .await
+                .grpc()?;
+            return c.show(
+                &r,
+                "ListCatalogueResponse",
+                &[],
+                Some(("items", &["item_id", "name", "price", "stock"])),
+            );
+        }
+    };
+    c.show(&r, "ItemResponse", &[], None)
 }

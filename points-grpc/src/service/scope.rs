@@ -6,6 +6,7 @@
 //! the service records it names.
 
 use crate::auth::Scope;
+use points_core::{CatalogueEvent, GatheringEvent, WishEvent};
 use points_core::{
     Entry, EntryKind, Event, Ledger, MemberId, MerchantId, OrgUnitId, PoolId, RecordId, Reversal,
     Timestamp,
@@ -118,8 +119,56 @@ pub fn subjects(event: &Event) -> Subjects {
             s.pools.push(*pool);
         }
         Event::Expired { member, .. } => s.members.push(*member),
+        Event::Wish(event) => wish_subjects(&mut s, event),
+        Event::Gathering(event) => gathering_subjects(&mut s, event),
+        Event::Catalogue(event) => {
+            s.merchants.push(event.merchant());
+            if let CatalogueEvent::ItemsRedeemed { member, .. } = &**event {
+                s.members.push(*member);
+            }
+        }
     }
     s
+}
+
+/// Issue 5: a wish entry concerns its org unit (when posted), the claimant, and the record
+/// its confirmation creates.
+fn wish_subjects(s: &mut Subjects, event: &WishEvent) {
+    match event {
+        WishEvent::Posted(spec) => s.org_units.push(spec.org_unit),
+        WishEvent::Claimed { member, .. }
+        | WishEvent::Fulfilled { member, .. }
+        | WishEvent::ClaimLapsed { member, .. } => s.members.push(*member),
+        WishEvent::Confirmed { record, .. } => {
+            s.members.push(record.member);
+            s.org_units.push(record.org_unit);
+            s.records.push(record.id);
+        }
+        WishEvent::Cancelled { released, .. } => s.members.extend(released),
+    }
+}
+
+/// Issue 5: a gathering entry concerns its org unit and roster, or the member and record
+/// it names.
+fn gathering_subjects(s: &mut Subjects, event: &GatheringEvent) {
+    match event {
+        GatheringEvent::Created(spec) => {
+            s.org_units.push(spec.org_unit);
+            s.members.extend(&spec.roster);
+        }
+        GatheringEvent::CheckedIn { member, .. } => s.members.push(*member),
+        GatheringEvent::CheckedOut { record, .. } => {
+            s.members.push(record.member);
+            s.org_units.push(record.org_unit);
+            s.records.push(record.id);
+        }
+        GatheringEvent::Approved { awards, .. } => {
+            for a in awards {
+                s.members.push(a.member);
+                s.records.push(a.record);
+            }
+        }
+    }
 }
 
 impl Subjects {
