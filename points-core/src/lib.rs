@@ -117,6 +117,7 @@ pub mod merkle;
 pub mod model;
 pub mod program;
 pub mod rejection;
+pub mod rollup;
 pub mod text;
 pub mod time;
 
