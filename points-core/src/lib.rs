@@ -108,6 +108,7 @@
 
 pub mod amount;
 pub mod audit;
+pub mod certificate;
 pub mod checkpoint;
 pub mod command;
 pub mod entry;
