@@ -113,6 +113,7 @@ pub mod checkpoint;
 pub mod command;
 pub mod entry;
 pub mod ids;
+pub mod import;
 pub mod ledger;
 pub mod merkle;
 pub mod model;
