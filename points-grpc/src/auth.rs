@@ -94,6 +94,8 @@ pub fn policy(path: &str) -> Permission {
         ) => Admin,
         ("Ledger", "GetEntry" | "GetStatement" | "ListEntries" | "WatchEntries") => Read,
         ("Ledger", "VerifyChain" | "Audit") => AuditRead,
+        ("Reports", "GetRollup" | "GetRanking") => Read,
+        ("Reports", "IssueCertificate" | "ValidateServiceRecords") => Recording,
         _ => ServerAdmin,
     }
 }

@@ -10,6 +10,7 @@ use crate::service::admin::AdminService;
 use crate::service::ledger::LedgerService;
 use crate::service::pos::PointOfSaleService;
 use crate::service::recording::RecordingService;
+use crate::service::reports::ReportsService;
 use crate::service::Ctx;
 use anyhow::Context as _;
 use points_core::{Actor, Command, Request, RequestId};
@@ -131,6 +132,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     health_reporter
         .set_serving::<pb::ledger_server::LedgerServer<LedgerService>>()
         .await;
+    health_reporter
+        .set_serving::<pb::reports_server::ReportsServer<ReportsService>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -207,6 +211,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             ctx.clone(),
         )))
         .add_service(pb::ledger_server::LedgerServer::new(LedgerService::new(
+            ctx.clone(),
+        )))
+        .add_service(pb::reports_server::ReportsServer::new(ReportsService::new(
             ctx.clone(),
         )))
         // Accepted sockets get TCP_NODELAY: without it a response written in two pieces
