@@ -172,77 +172,100 @@ fn time_kind_text(kind: TimeKind) -> &'static str {
     }
 }
 
-impl Certificate {
-    /// Builds the certificate of `member` for `period` from a journal that starts at its
-    /// first entry. Every entry given is covered: the certificate names the last one's
-    /// hash as the journal head, so pass the journal up to its head at issue time.
-    pub fn build<'a>(
-        journal: impl IntoIterator<Item = &'a Entry>,
-        member: MemberId,
-        period: Period,
-        issued_at: Timestamp,
-    ) -> Result<Certificate, CertificateError> {
-        let mut spec = None;
-        let mut next = 0u64;
-        let mut head = Hash::GENESIS;
-        let mut enrolled = false;
-        let mut units: HashMap<OrgUnitId, String> = HashMap::new();
-        let mut activities: HashMap<ActivityId, String> = HashMap::new();
-        let mut records: BTreeMap<RecordId, Recorded> = BTreeMap::new();
-        for entry in journal {
-            if entry.sequence() != next {
-                return Err(CertificateError::MissingGenesis);
-            }
-            next += 1;
-            head = entry.hash();
-            match entry.event() {
-                Event::ProgramOpened(s) if spec.is_none() => spec = Some(s.clone()),
-                _ if spec.is_none() => return Err(CertificateError::MissingGenesis),
-                Event::OrgUnitCreated { id, name, .. } => {
-                    units.insert(*id, name.clone());
-                }
-                Event::ActivityDefined(activity) => {
-                    activities.insert(activity.id, activity.name.clone());
-                }
-                Event::MemberEnrolled { id, .. } if *id == member => enrolled = true,
-                Event::ServiceRecorded { records: recorded } => {
-                    for r in recorded.iter().filter(|r| r.member == member) {
-                        records.insert(
-                            r.id,
-                            Recorded {
-                                record: r.clone(),
-                                recorder: *entry.actor(),
-                                award: None,
-                            },
-                        );
-                    }
-                }
-                Event::ServiceApproved { awards } => {
-                    for award in awards {
-                        if let Some(r) = records.get_mut(&award.record) {
-                            r.award = Some((award.minutes, award.time_kind, award.points));
-                        }
-                    }
-                }
-                Event::Reversed {
-                    effect: Reversal::Accrual { awards },
-                    ..
-                } => {
-                    for award in awards {
-                        records.remove(&award.record);
-                    }
-                }
-                _ => {}
-            }
+/// Builds a [`Certificate`] one journal entry at a time, for callers that stream the
+/// journal (a server reading pages from its store).
+pub struct CertificateBuilder {
+    member: MemberId,
+    period: Period,
+    spec: Option<Box<crate::program::ProgramSpec>>,
+    next: u64,
+    head: Hash,
+    enrolled: bool,
+    units: HashMap<OrgUnitId, String>,
+    activities: HashMap<ActivityId, String>,
+    records: BTreeMap<RecordId, Recorded>,
+}
+
+impl CertificateBuilder {
+    /// A builder for `member`'s certificate of `period`.
+    pub fn new(member: MemberId, period: Period) -> CertificateBuilder {
+        CertificateBuilder {
+            member,
+            period,
+            spec: None,
+            next: 0,
+            head: Hash::GENESIS,
+            enrolled: false,
+            units: HashMap::new(),
+            activities: HashMap::new(),
+            records: BTreeMap::new(),
         }
-        let spec = spec.ok_or(CertificateError::MissingGenesis)?;
-        if !enrolled {
+    }
+
+    /// Reads the next entry; entries must come in sequence order from the first.
+    pub fn push(&mut self, entry: &Entry) -> Result<(), CertificateError> {
+        if entry.sequence() != self.next {
+            return Err(CertificateError::MissingGenesis);
+        }
+        self.next += 1;
+        self.head = entry.hash();
+        let member = self.member;
+        match entry.event() {
+            Event::ProgramOpened(s) if self.spec.is_none() => self.spec = Some(s.clone()),
+            _ if self.spec.is_none() => return Err(CertificateError::MissingGenesis),
+            Event::OrgUnitCreated { id, name, .. } => {
+                self.units.insert(*id, name.clone());
+            }
+            Event::ActivityDefined(activity) => {
+                self.activities.insert(activity.id, activity.name.clone());
+            }
+            Event::MemberEnrolled { id, .. } if *id == member => self.enrolled = true,
+            Event::ServiceRecorded { records } => {
+                for r in records.iter().filter(|r| r.member == member) {
+                    self.records.insert(
+                        r.id,
+                        Recorded {
+                            record: r.clone(),
+                            recorder: *entry.actor(),
+                            award: None,
+                        },
+                    );
+                }
+            }
+            Event::ServiceApproved { awards } => {
+                for award in awards {
+                    if let Some(r) = self.records.get_mut(&award.record) {
+                        r.award = Some((award.minutes, award.time_kind, award.points));
+                    }
+                }
+            }
+            Event::Reversed {
+                effect: Reversal::Accrual { awards },
+                ..
+            } => {
+                for award in awards {
+                    self.records.remove(&award.record);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The certificate of what was read, issued at `issued_at`; the last entry read is
+    /// the journal head it names.
+    pub fn finish(self, issued_at: Timestamp) -> Result<Certificate, CertificateError> {
+        let spec = self.spec.ok_or(CertificateError::MissingGenesis)?;
+        if !self.enrolled {
             return Err(CertificateError::UnknownMember);
         }
-        let (start, end) = period
+        let (start, end) = self
+            .period
             .bounds(spec.utc_offset_minutes())
             .ok_or(CertificateError::BadPeriod)?;
-        let mut certified: Vec<CertifiedRecord> = records
+        let (activities, units) = (self.activities, self.units);
+        let mut certified: Vec<CertifiedRecord> = self
+            .records
             .into_values()
             .filter(|r| start <= r.record.started_at && r.record.started_at < end)
             .filter_map(|r| {
@@ -271,18 +294,36 @@ impl Certificate {
             program: spec.id(),
             program_name: spec.name().to_owned(),
             scale: spec.scale().places(),
-            member,
-            period,
+            member: self.member,
+            period: self.period,
             period_start: start,
             period_end: end,
             records: certified,
             credit_minutes,
             honour_minutes,
             points,
-            journal_size: next,
-            journal_head: head,
+            journal_size: self.next,
+            journal_head: self.head,
             issued_at,
         })
+    }
+}
+
+impl Certificate {
+    /// Builds the certificate of `member` for `period` from a journal that starts at its
+    /// first entry. Every entry given is covered: the certificate names the last one's
+    /// hash as the journal head, so pass the journal up to its head at issue time.
+    pub fn build<'a>(
+        journal: impl IntoIterator<Item = &'a Entry>,
+        member: MemberId,
+        period: Period,
+        issued_at: Timestamp,
+    ) -> Result<Certificate, CertificateError> {
+        let mut builder = CertificateBuilder::new(member, period);
+        for entry in journal {
+            builder.push(entry)?;
+        }
+        builder.finish(issued_at)
     }
 
     /// Points as a decimal string at the programme's scale.

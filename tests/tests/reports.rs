@@ -93,6 +93,9 @@ fn csv_cell(rows: &[Vec<String>], key_column: &str, key: &str, column: &str) -> 
         .clone()
 }
 
+/// A named change to a certificate file.
+type Tamper = (&'static str, fn(&mut Value));
+
 #[test]
 fn rollups_rankings_certificates_and_statement_csv() {
     let server = Server::start();
@@ -353,7 +356,7 @@ fn rollups_rankings_certificates_and_statement_csv() {
         original["certificate"]["journal_size"],
         issued["journal_size"]
     );
-    let tampers: Vec<(&str, fn(&mut Value))> = vec![
+    let tampers: Vec<Tamper> = vec![
         ("minutes", |v| {
             v["certificate"]["records"][0]["minutes"] = 600.into()
         }),
