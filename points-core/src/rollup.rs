@@ -328,6 +328,14 @@ pub enum RollupError {
     /// The entries do not start with the programme's opening entry.
     #[error("the journal must start with its ProgramOpened entry")]
     MissingGenesis,
+    /// An entry came out of sequence (a gap or a repeat would drop or double figures).
+    #[error("journal entry {found} came where {expected} was expected")]
+    OutOfSequence {
+        /// The sequence expected next.
+        expected: u64,
+        /// The sequence found.
+        found: u64,
+    },
     /// The period's bounds cannot be computed (impossible date or offset).
     #[error("the period has no bounds at the programme's offset")]
     BadPeriod,
@@ -563,7 +571,10 @@ impl RollupBuilder {
     pub fn push(&mut self, entry: &Entry) -> Result<bool, RollupError> {
         if entry.sequence() != self.next_sequence {
             // A gap or repeat would silently drop or double figures; refuse instead.
-            return Err(RollupError::MissingGenesis);
+            return Err(RollupError::OutOfSequence {
+                expected: self.next_sequence,
+                found: entry.sequence(),
+            });
         }
         self.next_sequence += 1;
         if entry.at() >= self.end {

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use points_core::rollup::{Period, RankBy, Rollup, Stats};
+use points_core::rollup::{Period, RankBy, Rollup, RollupError, Stats};
 use points_core::*;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -196,8 +196,20 @@ fn entries_count_in_the_local_period_of_their_journal_time() {
     assert_eq!(year.program().points_earned, pts("15"));
     // September's roll-up stopped reading at the first October entry.
     assert!(september.entries_read() < fx.journal.len() as u64);
-    // A journal that does not start at its genesis is refused.
-    assert!(Rollup::compute(&fx.journal[1..], Period::year(2026).unwrap()).is_err());
+    // A journal that does not start at its genesis, or has a gap, is refused.
+    assert_eq!(
+        Rollup::compute(&fx.journal[1..], Period::year(2026).unwrap()),
+        Err(RollupError::MissingGenesis)
+    );
+    let mut gapped = fx.journal.clone();
+    gapped.remove(3);
+    assert_eq!(
+        Rollup::compute(&gapped, Period::year(2026).unwrap()),
+        Err(RollupError::OutOfSequence {
+            expected: 3,
+            found: 4
+        })
+    );
 }
 
 /// What one step of the property test does.

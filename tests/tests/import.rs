@@ -213,6 +213,7 @@ fn bad_rows_are_reported_and_the_chosen_mode_decides_what_is_imported() {
         "only,three,columns".to_owned(), // 6: wrong column count
         t.row(stranger, "30"),  // 7: unknown activity
         t.row(&t.patrol, "90"), // 8: good, 15 points
+        format!("not-a-uuid,{},{},{},30", t.patrol, t.community, t.start_ms), // 9: malformed id
     ];
     let file = t.file("mixed.csv", &rows);
     let expected = vec![
@@ -221,6 +222,7 @@ fn bad_rows_are_reported_and_the_chosen_mode_decides_what_is_imported() {
         (5, "DURATION_OUT_OF_RANGE".to_owned()),
         (6, "MALFORMED_ROW".to_owned()),
         (7, "UNKNOWN_ACTIVITY".to_owned()),
+        (9, "INVALID_ARGUMENT".to_owned()),
     ];
     let before = t.cli.entry_count();
 
@@ -235,7 +237,7 @@ fn bad_rows_are_reported_and_the_chosen_mode_decides_what_is_imported() {
         );
     }
     assert!(
-        stderr.contains("nothing imported: 5 of 7 rows rejected"),
+        stderr.contains("nothing imported: 6 of 8 rows rejected"),
         "{stderr}"
     );
     let (ok, report, _) = t

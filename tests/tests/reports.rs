@@ -307,7 +307,24 @@ fn rollups_rankings_certificates_and_statement_csv() {
     );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("ACTOR_NOT_ALLOWED"));
-    // ...and may not certify a member of community A.
+    // A merchant key reads no roll-ups.
+    let till = s(
+        &cli.json(&[
+            "key",
+            "create",
+            "--role",
+            "merchant",
+            "--merchant",
+            &cafe,
+            "--label",
+            "till",
+        ]),
+        "secret",
+    );
+    let out = cli.run_as(&till, &["report", "rollup", "--period", &period]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PERMISSION_DENIED"));
+    // The recorder of B may not certify a member of community A.
     let out = cli.run_as(
         &recorder,
         &["certificate", "issue", "--member", &m1, "--period", &period],
