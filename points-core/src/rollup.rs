@@ -351,6 +351,7 @@ pub struct Rollup {
     start: Timestamp,
     end: Timestamp,
     entries_read: u64,
+    complete: bool,
     program: Stats,
     members: BTreeMap<MemberId, Stats>,
     units: BTreeMap<OrgUnitId, UnitRollup>,
@@ -399,6 +400,13 @@ impl Rollup {
     /// How many journal entries were read (up to the end of the period).
     pub fn entries_read(&self) -> u64 {
         self.entries_read
+    }
+
+    /// Whether the journal read already ran past the period (an entry at or after its
+    /// end was seen). Entry times never go backwards, so such a roll-up is final: no
+    /// later entry can change it, and a caller may cache it.
+    pub fn is_complete(&self) -> bool {
+        self.complete
     }
 
     /// The whole programme's figures.
@@ -529,6 +537,7 @@ pub struct RollupBuilder {
     start: Timestamp,
     end: Timestamp,
     next_sequence: u64,
+    complete: bool,
     reference: Reference,
     program: Stats,
     members: BTreeMap<MemberId, Stats>,
@@ -556,6 +565,7 @@ impl RollupBuilder {
             start,
             end,
             next_sequence: 0,
+            complete: false,
             reference: Reference::default(),
             program: Stats::default(),
             members: BTreeMap::new(),
@@ -569,6 +579,9 @@ impl RollupBuilder {
     /// `false` once the entry lies after the period: nothing after it can change the
     /// roll-up, and the caller may stop reading.
     pub fn push(&mut self, entry: &Entry) -> Result<bool, RollupError> {
+        if self.complete {
+            return Ok(false);
+        }
         if entry.sequence() != self.next_sequence {
             // A gap or repeat would silently drop or double figures; refuse instead.
             return Err(RollupError::OutOfSequence {
@@ -576,10 +589,11 @@ impl RollupBuilder {
                 found: entry.sequence(),
             });
         }
-        self.next_sequence += 1;
         if entry.at() >= self.end {
+            self.complete = true;
             return Ok(false);
         }
+        self.next_sequence += 1;
         let in_period = entry.at() >= self.start;
         self.learn(entry.event());
         if in_period {
@@ -819,6 +833,7 @@ impl RollupBuilder {
             start: self.start,
             end: self.end,
             entries_read: self.next_sequence,
+            complete: self.complete,
             program: self.program,
             members: self.members,
             units,

@@ -194,6 +194,10 @@ fn entries_count_in_the_local_period_of_their_journal_time() {
     assert_eq!(q4.program(), october.program());
     let year = Rollup::compute(&fx.journal, Period::year(2026).unwrap()).unwrap();
     assert_eq!(year.program().points_earned, pts("15"));
+    // September is over (an October entry exists), so its roll-up is final; October's
+    // and the year's are not.
+    assert!(september.is_complete());
+    assert!(!october.is_complete() && !year.is_complete());
     // September's roll-up stopped reading at the first October entry.
     assert!(september.entries_read() < fx.journal.len() as u64);
     // A journal that does not start at its genesis, or has a gap, is refused.

@@ -245,6 +245,12 @@ fn rollups_rankings_certificates_and_statement_csv() {
         csv_cell(&merchants, "merchant_id", &cafe, "points_redeemed"),
         "5.00"
     );
+    // A period the journal has run past is final (and cached): asked twice, it answers
+    // the same; this one ended before the program opened, so it holds no units.
+    let closed = ["report", "rollup", "--period", "946684800000..946684800001"];
+    let first = cli.json(&closed);
+    assert_eq!(first, cli.json(&closed));
+    assert!(first["units"].as_array().unwrap().is_empty());
     // A calendar period parses and is echoed normalised; a bad one names the field.
     let year = cli.json(&["report", "rollup", "--period", "2026"]);
     assert_eq!(s(&year, "period"), "2026");

@@ -15,7 +15,8 @@ use points_core::rollup::{Period, RankBy, Rollup, RollupBuilder, Stats};
 use points_core::{
     ActivityId, Entry, MemberId, OrgUnitId, ProgramId, Rejection, Scale, ServiceInput, MAX_BATCH,
 };
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 use tonic::{Code, Request, Response, Status};
 
 /// Entries read from the store per page.
@@ -23,15 +24,24 @@ const JOURNAL_PAGE: usize = 8192;
 /// The longest ranking one call returns.
 const MAX_TOP: u32 = 1000;
 
+/// How many final roll-ups the service keeps.
+const CACHED_ROLLUPS: usize = 256;
+
 /// Serves `points.v1.Reports`.
 pub struct ReportsService {
     ctx: Ctx,
+    /// Roll-ups of periods the journal has already run past: final, so they are computed
+    /// once (the public disclosure asks for the same closed periods again and again).
+    cache: Mutex<HashMap<(ProgramId, Period), Arc<Rollup>>>,
 }
 
 impl ReportsService {
     /// The service over `ctx`.
     pub fn new(ctx: Ctx) -> Self {
-        ReportsService { ctx }
+        ReportsService {
+            ctx,
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Feeds the durable journal, from its first entry, to `push` until it returns
@@ -63,8 +73,17 @@ impl ReportsService {
         }
     }
 
-    /// The roll-up of `period` from the durable journal.
-    async fn rollup(&self, program: ProgramId, period: Period) -> Result<Rollup, Status> {
+    /// The roll-up of `period` from the durable journal (or the cache, once final).
+    async fn rollup(&self, program: ProgramId, period: Period) -> Result<Arc<Rollup>, Status> {
+        let key = (program, period);
+        if let Some(hit) = self
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
+            return Ok(hit.clone());
+        }
         let mut builder: Option<RollupBuilder> = None;
         let read = self
             .read_journal(program, |entry| {
@@ -80,7 +99,16 @@ impl ReportsService {
                 .ok_or(points_core::rollup::RollupError::MissingGenesis)?
                 .finish()
         });
-        rollup.map_err(|e| status(Code::Internal, "INTERNAL", e.to_string()))
+        let rollup =
+            Arc::new(rollup.map_err(|e| status(Code::Internal, "INTERNAL", e.to_string()))?);
+        if rollup.is_complete() {
+            let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+            if cache.len() >= CACHED_ROLLUPS {
+                cache.clear();
+            }
+            cache.insert(key, rollup.clone());
+        }
+        Ok(rollup)
     }
 }
 
