@@ -108,15 +108,18 @@
 
 pub mod amount;
 pub mod audit;
+pub mod certificate;
 pub mod checkpoint;
 pub mod command;
 pub mod entry;
 pub mod ids;
+pub mod import;
 pub mod ledger;
 pub mod merkle;
 pub mod model;
 pub mod program;
 pub mod rejection;
+pub mod rollup;
 pub mod text;
 pub mod time;
 

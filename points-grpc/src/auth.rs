@@ -104,6 +104,8 @@ pub fn policy(path: &str) -> Permission {
         ("Volunteering", "ListItem" | "RestockItem" | "SetItemPrice") => Write,
         ("Volunteering", "RedeemItems") => Pos,
         ("Volunteering", "GetWish" | "GetGathering" | "ListCatalogue") => Read,
+        ("Reports", "GetRollup" | "GetRanking") => Read,
+        ("Reports", "IssueCertificate" | "ValidateServiceRecords") => Recording,
         _ => ServerAdmin,
     }
 }

@@ -10,6 +10,7 @@ use crate::service::admin::AdminService;
 use crate::service::ledger::LedgerService;
 use crate::service::pos::PointOfSaleService;
 use crate::service::recording::RecordingService;
+use crate::service::reports::ReportsService;
 use crate::service::Ctx;
 use anyhow::Context as _;
 use points_core::{Actor, Command, Request, RequestId};
@@ -136,6 +137,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             crate::service::volunteer::VolunteerService,
         >>()
         .await;
+    health_reporter
+        .set_serving::<pb::reports_server::ReportsServer<ReportsService>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -218,6 +222,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .add_service(pb::volunteering_server::VolunteeringServer::new(
             crate::service::volunteer::VolunteerService::new(ctx.clone()),
         ))
+        .add_service(pb::reports_server::ReportsServer::new(ReportsService::new(
+            ctx.clone(),
+        )))
         // Accepted sockets get TCP_NODELAY: without it a response written in two pieces
         // (data, then trailers) waits for the client's delayed ACK, about 40 ms.
         .serve_with_incoming_shutdown(

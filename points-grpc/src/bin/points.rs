@@ -199,6 +199,9 @@ enum Cmd {
         /// Unit.
         #[arg(long, value_enum, default_value_t = UnitArg::Points)]
         unit: UnitArg,
+        /// Print the lines as CSV (header row, one row per line) instead of a table.
+        #[arg(long)]
+        csv: bool,
     },
     /// Verify the journal's hash chain.
     VerifyChain,
@@ -216,6 +219,12 @@ enum Cmd {
     /// Merchant catalogues: list items, restock, price, redeem, show (issue 5).
     #[command(subcommand)]
     Catalogue(CatalogueCmd),
+    /// Roll-ups and rankings per period and org unit (tables or CSV).
+    #[command(subcommand)]
+    Report(ReportCmd),
+    /// Service-record certificates: issue one, or verify a file offline.
+    #[command(subcommand)]
+    Certificate(CertificateCmd),
 }
 
 #[derive(clap::Args)]
@@ -568,18 +577,24 @@ enum EntriesCmd {
 #[derive(Subcommand)]
 enum ImportCmd {
     /// Import service records from a CSV file with the header
-    /// member_id,activity_id,org_unit_id,started_at,minutes. Records are sent in batches;
-    /// each batch's request id is derived from the file's content, so re-running an
-    /// interrupted import does not record anything twice.
+    /// member_id,activity_id,org_unit_id,started_at,minutes. Every row is checked first
+    /// (parsed, then a dry run on the server) and every rejected row is reported by line
+    /// number with its reason. Request ids are derived from the file's content, so
+    /// re-running an interrupted import does not record anything twice.
     Service {
         /// The CSV file.
         file: std::path::PathBuf,
-        /// Records per request.
+        /// Records per request (good-rows mode).
         #[arg(long, default_value_t = 500)]
         batch: usize,
-        /// Approve each batch after recording it.
+        /// Approve the records after recording them.
         #[arg(long)]
         approve: bool,
+        /// all-or-nothing: a file with any rejected row imports nothing, and a clean file
+        /// is recorded as one entry (at most 10,000 rows). good-rows: the good rows are
+        /// imported and the rejected ones reported.
+        #[arg(long, value_enum, default_value_t = ImportMode::AllOrNothing)]
+        mode: ImportMode,
     },
 }
 
@@ -928,6 +943,10 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Verifying a certificate needs no server: it must work offline.
+    if let Cmd::Certificate(CertificateCmd::Verify { file, public_key }) = &cli.command {
+        return verify_certificate(file, public_key.as_deref(), cli.json);
+    }
     let mut endpoint =
         Channel::from_shared(cli.server.clone())?.connect_timeout(Duration::from_secs(5));
     if cli.server.starts_with("https://") || cli.tls_ca.is_some() || cli.tls_cert.is_some() {
@@ -970,6 +989,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Service(cmd) => service(&c, cmd).await,
         Cmd::Entries(cmd) => entries(&c, cmd).await,
         Cmd::Import(cmd) => import(&c, cmd).await,
+        Cmd::Report(cmd) => report_cmd(&c, cmd).await,
+        Cmd::Certificate(cmd) => certificate_cmd(&c, cmd).await,
         Cmd::Redeem {
             merchant,
             member,
@@ -1126,6 +1147,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             from,
             to,
             unit,
+            csv,
         } => {
             let unit = match unit {
                 UnitArg::Points => pb::Unit::Points,
@@ -1157,6 +1179,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             last.lines = lines;
+            if csv {
+                return statement_csv(&c, &last);
+            }
             if c.json {
                 return c.show(&last, "GetStatementResponse", &[], None);
             }
@@ -1735,48 +1760,431 @@ async fn import(c: &Client, cmd: ImportCmd) -> anyhow::Result<()> {
         file,
         batch,
         approve,
+        mode,
     } = cmd;
+    import_service(c, file, batch, approve, mode).await
+}
+
+/// How a bulk import treats a file with rejected rows.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ImportMode {
+    /// Any rejected row: nothing is imported. A clean file is recorded as one entry.
+    AllOrNothing,
+    /// The good rows are imported; the rejected ones are reported.
+    GoodRows,
+}
+
+#[derive(Subcommand)]
+enum ReportCmd {
+    /// A period's roll-up: per org unit (own and rolled up the tree), per merchant, or per
+    /// pool.
+    Rollup {
+        /// 2026, 2026-03, 2026-Q1 (program's local time) or FROM_MS..TO_MS.
+        #[arg(long)]
+        period: String,
+        /// Only this org unit and the units below it.
+        #[arg(long)]
+        org_unit: Option<String>,
+        /// Which table: units, merchants or pools.
+        #[arg(long, value_enum, default_value_t = RollupTable::Units)]
+        table: RollupTable,
+        /// Print CSV (header row first) instead of a table.
+        #[arg(long)]
+        csv: bool,
+    },
+    /// The top members of a period within an org unit's subtree (or the whole program).
+    Ranking {
+        /// 2026, 2026-03, 2026-Q1 (program's local time) or FROM_MS..TO_MS.
+        #[arg(long)]
+        period: String,
+        /// Rank within this org unit's subtree.
+        #[arg(long)]
+        org_unit: Option<String>,
+        /// How many members (1 to 1000).
+        #[arg(long, default_value_t = 10)]
+        top: u32,
+        /// Order by points earned or by service minutes.
+        #[arg(long, value_enum, default_value_t = RankArg::Points)]
+        by: RankArg,
+        /// Print CSV (header row first) instead of a table.
+        #[arg(long)]
+        csv: bool,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum RollupTable {
+    Units,
+    Merchants,
+    Pools,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum RankArg {
+    Points,
+    Minutes,
+}
+
+#[derive(Subcommand)]
+enum CertificateCmd {
+    /// Issue a member's signed service-record certificate for a period.
+    Issue {
+        /// Member id.
+        #[arg(long)]
+        member: String,
+        /// 2026, 2026-03, 2026-Q1 (program's local time) or FROM_MS..TO_MS; service start
+        /// times are what count.
+        #[arg(long)]
+        period: String,
+        /// Write the certificate (JSON) to this file; printed to stdout otherwise.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Verify a certificate file offline (no server needed). Exits non-zero if it does not
+    /// verify.
+    Verify {
+        /// The certificate file (JSON, as `certificate issue` writes it).
+        file: std::path::PathBuf,
+        /// The program's published ed25519 public key (hex). Without it the certificate is
+        /// checked against the key it names, which proves it unaltered but not who signed.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+}
+
+/// One CSV field: quoted when it holds a comma, quote or line break (RFC 4180).
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
+
+/// Prints rows of JSON values as CSV with `columns` (dotted paths) as the header.
+fn print_csv(rows: &[Value], columns: &[&str]) {
+    println!(
+        "{}",
+        columns
+            .iter()
+            .map(|c| csv_field(&c.replace('.', "_")))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    for row in rows {
+        println!(
+            "{}",
+            columns
+                .iter()
+                .map(|c| csv_field(&cell(row, c)))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+    }
+}
+
+const STATEMENT_CSV_COLUMNS: &[&str] = &[
+    "sequence",
+    "entry_id",
+    "time",
+    "kind",
+    "amount",
+    "balance",
+    "counterparty.kind",
+    "counterparty.id",
+    "corrects_entry_id",
+];
+
+/// A statement's lines as CSV; the opening balance of the range is the first line's
+/// balance less its amount.
+fn statement_csv(c: &Client, statement: &pb::GetStatementResponse) -> anyhow::Result<()> {
+    let value = c.to_json(statement, "GetStatementResponse")?;
+    let lines = value
+        .get("lines")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    print_csv(&lines, STATEMENT_CSV_COLUMNS);
+    Ok(())
+}
+
+fn reports(c: &Client) -> pb::reports_client::ReportsClient<Channel> {
+    pb::reports_client::ReportsClient::new(c.channel.clone())
+}
+
+const FIGURES: &[&str] = &[
+    "points_earned",
+    "credit_minutes",
+    "honour_minutes",
+    "records",
+    "points_redeemed",
+    "points_donated",
+    "points_granted",
+];
+
+fn prefixed(prefix: &str) -> Vec<String> {
+    FIGURES.iter().map(|f| format!("{prefix}.{f}")).collect()
+}
+
+async fn report_cmd(c: &Client, cmd: ReportCmd) -> anyhow::Result<()> {
+    match cmd {
+        ReportCmd::Rollup {
+            period,
+            org_unit,
+            table,
+            csv,
+        } => {
+            let r = reports(c)
+                .get_rollup(c.req(pb::GetRollupRequest {
+                    program_id: c.program()?,
+                    period,
+                    org_unit_id: org_unit.unwrap_or_default(),
+                }))
+                .await
+                .grpc()?;
+            if c.json && !csv {
+                return c.show(&r, "GetRollupResponse", &[], None);
+            }
+            let value = c.to_json(&r, "GetRollupResponse")?;
+            let (list, mut columns): (&str, Vec<String>) = match table {
+                RollupTable::Units => {
+                    let mut columns: Vec<String> = ["org_unit_id", "parent_id", "name"]
+                        .map(String::from)
+                        .to_vec();
+                    columns.extend(prefixed("total"));
+                    columns.extend(prefixed("own"));
+                    ("units", columns)
+                }
+                RollupTable::Merchants => (
+                    "merchants",
+                    [
+                        "merchant_id",
+                        "org_unit_id",
+                        "points_redeemed",
+                        "redemptions",
+                    ]
+                    .map(String::from)
+                    .to_vec(),
+                ),
+                RollupTable::Pools => (
+                    "pools",
+                    ["pool_id", "org_unit_id", "points_donated", "points_granted"]
+                        .map(String::from)
+                        .to_vec(),
+                ),
+            };
+            // Every row names its period, so CSV files of several periods concatenate.
+            let mut rows = value
+                .get(list)
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for row in &mut rows {
+                if let Value::Object(map) = row {
+                    map.insert("period".into(), Value::String(r.period.clone()));
+                }
+            }
+            columns.insert(0, "period".into());
+            let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+            if csv {
+                print_csv(&rows, &columns);
+            } else {
+                print_table(&rows, &columns[..columns.len().min(11)]);
+            }
+            Ok(())
+        }
+        ReportCmd::Ranking {
+            period,
+            org_unit,
+            top,
+            by,
+            csv,
+        } => {
+            let r = reports(c)
+                .get_ranking(c.req(pb::GetRankingRequest {
+                    program_id: c.program()?,
+                    period,
+                    org_unit_id: org_unit.unwrap_or_default(),
+                    top_n: top,
+                    rank_by: match by {
+                        RankArg::Points => pb::RankBy::Points as i32,
+                        RankArg::Minutes => pb::RankBy::Minutes as i32,
+                    },
+                }))
+                .await
+                .grpc()?;
+            if c.json && !csv {
+                return c.show(&r, "GetRankingResponse", &[], None);
+            }
+            let value = c.to_json(&r, "GetRankingResponse")?;
+            let mut rows = value
+                .get("members")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for row in &mut rows {
+                if let Value::Object(map) = row {
+                    map.insert("period".into(), Value::String(r.period.clone()));
+                    map.insert("org_unit_id".into(), Value::String(r.org_unit_id.clone()));
+                }
+            }
+            let mut columns: Vec<String> = ["period", "org_unit_id", "rank", "member_id"]
+                .map(String::from)
+                .to_vec();
+            columns.extend(prefixed("figures"));
+            let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+            if csv {
+                print_csv(&rows, &columns);
+            } else {
+                print_table(&rows, &columns[2..]);
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn certificate_cmd(c: &Client, cmd: CertificateCmd) -> anyhow::Result<()> {
+    match cmd {
+        CertificateCmd::Issue {
+            member,
+            period,
+            out,
+        } => {
+            let r = reports(c)
+                .issue_certificate(c.req(pb::IssueCertificateRequest {
+                    program_id: c.program()?,
+                    member_id: member,
+                    period,
+                }))
+                .await
+                .grpc()?;
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, format!("{}\n", r.certificate_json))
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    if c.json {
+                        println!(
+                            "{}",
+                            serde_json::json!({"file": path.display().to_string(),
+                                "records": r.records, "public_key": r.public_key,
+                                "journal_size": r.journal_size, "journal_head": r.journal_head})
+                        );
+                    } else {
+                        print!("{}", r.note);
+                        println!(
+                            "written to {} (public key {})",
+                            path.display(),
+                            r.public_key
+                        );
+                    }
+                }
+                None => println!("{}", r.certificate_json),
+            }
+            Ok(())
+        }
+        CertificateCmd::Verify { file, public_key } => {
+            verify_certificate(&file, public_key.as_deref(), c.json)
+        }
+    }
+}
+
+/// Verifies a certificate file offline.
+fn verify_certificate(
+    file: &std::path::Path,
+    public_key: Option<&str>,
+    json: bool,
+) -> anyhow::Result<()> {
+    use points_core::certificate::{verify, SignedCertificate};
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let signed: SignedCertificate = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a certificate file", file.display()))?;
+    let trusted = public_key.unwrap_or(&signed.public_key);
+    if let Err(e) = verify(&signed, trusted) {
+        bail!("certificate does NOT verify: {e}");
+    }
+    let cert = &signed.certificate;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"ok": true, "member_id": cert.member.to_string(),
+                "period": cert.period.to_string(), "records": cert.records.len(),
+                "credit_minutes": cert.credit_minutes.get(),
+                "honour_minutes": cert.honour_minutes.get(),
+                "journal_size": cert.journal_size, "journal_head": cert.journal_head.to_hex(),
+                "public_key": signed.public_key, "key_trusted": public_key.is_some()})
+        );
+    } else {
+        print!("{}", cert.note());
+        println!("certificate verifies: signed by {}", signed.public_key);
+        if public_key.is_none() {
+            println!(
+                "note: checked against the key the certificate names; pass --public-key with \
+                 the program's published key to check who signed it"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A row of an import file that parsed.
+struct ImportRow {
+    line: usize,
+    input: pb::ServiceRecordInput,
+}
+
+/// A rejected row of an import file.
+#[derive(serde::Serialize)]
+struct ImportProblem {
+    line: usize,
+    reason: String,
+    message: String,
+}
+
+/// Whether a failed call may have been cut short rather than refused: re-running the
+/// import finishes it (request ids are derived from the file).
+fn transient(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Cancelled
+            | tonic::Code::Unknown
+            | tonic::Code::Internal
+            | tonic::Code::ResourceExhausted
+    )
+}
+
+fn status_reason(status: &tonic::Status) -> String {
+    status
+        .get_details_error_info()
+        .map(|i| i.reason)
+        .unwrap_or_else(|| format!("{:?}", status.code()))
+}
+
+/// The most records one RecordService (one atomic entry) carries.
+const MAX_RECORDS: usize = 10_000;
+/// The most operations one Submit carries.
+const MAX_SUBMIT_OPS: usize = 1000;
+
+async fn import_service(
+    c: &Client,
+    file: std::path::PathBuf,
+    batch: usize,
+    approve: bool,
+    mode: ImportMode,
+) -> anyhow::Result<()> {
     let text =
         std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
     let digest = blake3::hash(text.as_bytes());
-    let mut records = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || (n == 0 && line.starts_with("member_id")) {
-            continue;
-        }
-        let cols: Vec<&str> = line.split(',').map(str::trim).collect();
-        let [member, activity, org_unit, started_at, minutes] = cols.as_slice() else {
-            bail!("line {}: expected 5 columns, found {}", n + 1, cols.len());
-        };
-        records.push(pb::ServiceRecordInput {
-            member_id: (*member).to_owned(),
-            activity_id: (*activity).to_owned(),
-            org_unit_id: (*org_unit).to_owned(),
-            started_at: Some(parse_time(started_at).with_context(|| format!("line {}", n + 1))?),
-            minutes: minutes
-                .parse()
-                .with_context(|| format!("line {}: minutes", n + 1))?,
-        });
-    }
-    let batch = batch.clamp(1, 10_000);
-    let bar = if c.json {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(records.len() as u64)
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} records {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    // Request ids derived from the file and the batch number: re-running the import
-    // replays the batches already recorded instead of recording them twice.
-    let derive = |index: usize, what: &[u8]| {
+    // Request ids derived from the file's content: re-running the same import replays what
+    // an earlier run recorded instead of recording it twice.
+    let derive = |what: &[u8], index: u64| {
         let mut hasher = blake3::Hasher::new();
         hasher.update(b"points import service");
         hasher.update(digest.as_bytes());
         hasher.update(what);
-        hasher.update(&(index as u64).to_le_bytes());
+        hasher.update(&index.to_le_bytes());
         let mut bytes = [0u8; 16];
         bytes.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
         uuid::Builder::from_random_bytes(bytes)
@@ -1784,48 +2192,315 @@ async fn import(c: &Client, cmd: ImportCmd) -> anyhow::Result<()> {
             .to_string()
     };
     let program = c.program()?;
-    let mut recorded = 0usize;
-    let mut duplicates = 0usize;
-    let mut ids = Vec::new();
-    for (index, chunk) in records.chunks(batch).enumerate() {
-        let r = c
-            .rec()
-            .record_service(c.req(pb::RecordServiceRequest {
-                request_id: derive(index, b"record"),
+
+    // 1. Parse every row; a malformed row is reported, not fatal.
+    let mut rows = Vec::new();
+    let mut problems = Vec::new();
+    for (n, raw) in text.lines().enumerate() {
+        let line = n + 1;
+        let raw = raw.trim();
+        if raw.is_empty() || (n == 0 && raw.starts_with("member_id")) {
+            continue;
+        }
+        let cols: Vec<&str> = raw.split(',').map(str::trim).collect();
+        let problem = |reason: &str, message: String| ImportProblem {
+            line,
+            reason: reason.into(),
+            message,
+        };
+        let [member, activity, org_unit, started_at, minutes] = cols.as_slice() else {
+            problems.push(problem(
+                "MALFORMED_ROW",
+                format!("expected 5 columns, found {}", cols.len()),
+            ));
+            continue;
+        };
+        let started_at = match parse_time(started_at) {
+            Ok(t) => t,
+            Err(e) => {
+                problems.push(problem("MALFORMED_ROW", format!("started_at: {e}")));
+                continue;
+            }
+        };
+        let Ok(minutes) = minutes.parse::<u32>() else {
+            problems.push(problem(
+                "MALFORMED_ROW",
+                format!("minutes: {minutes:?} is not a whole number"),
+            ));
+            continue;
+        };
+        rows.push(ImportRow {
+            line,
+            input: pb::ServiceRecordInput {
+                member_id: (*member).to_owned(),
+                activity_id: (*activity).to_owned(),
+                org_unit_id: (*org_unit).to_owned(),
+                started_at: Some(started_at),
+                minutes,
+            },
+        });
+    }
+
+    let total = rows.len() + problems.len();
+    // 2. Dry run on the server: every row the ledger would refuse, with its reason.
+    for chunk in rows.chunks(MAX_RECORDS) {
+        let r = reports(c)
+            .validate_service_records(c.req(pb::ValidateServiceRecordsRequest {
                 program_id: program.clone(),
-                records: chunk.to_vec(),
+                records: chunk.iter().map(|r| r.input.clone()).collect(),
             }))
             .await
-            .map_err(|s| anyhow!("batch {index}: {}", report(&s)))?
-            .into_inner();
-        if r.receipt.as_ref().is_some_and(|r| r.duplicate) {
-            duplicates += chunk.len();
+            .grpc()?;
+        for p in r.problems {
+            let Some(row) = usize::try_from(p.index).ok().and_then(|i| chunk.get(i)) else {
+                bail!("the server named a record that was not sent");
+            };
+            problems.push(ImportProblem {
+                line: row.line,
+                reason: p.reason,
+                message: p.message,
+            });
         }
-        let batch_ids: Vec<String> = r.records.into_iter().map(|o| o.record_id).collect();
-        if approve {
-            c.rec()
-                .approve_service(c.req(pb::ApproveServiceRequest {
-                    request_id: derive(index, b"approve"),
+    }
+    problems.sort_by_key(|p| p.line);
+    let bad: std::collections::BTreeSet<usize> = problems.iter().map(|p| p.line).collect();
+    let good: Vec<ImportRow> = rows
+        .into_iter()
+        .filter(|r| !bad.contains(&r.line))
+        .collect();
+
+    let print_problems = |problems: &[ImportProblem]| {
+        if !c.json {
+            for p in problems {
+                eprintln!("line {}: {}: {}", p.line, p.reason, p.message);
+            }
+        }
+    };
+
+    let mut record_ids = Vec::new();
+    let mut already = 0usize;
+    match mode {
+        ImportMode::AllOrNothing => {
+            if !problems.is_empty() {
+                print_problems(&problems);
+                if c.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"mode": "all-or-nothing", "rows": total,
+                            "imported": 0, "rejected": problems})
+                    );
+                }
+                bail!(
+                    "nothing imported: {} of {total} rows rejected (all-or-nothing)",
+                    problems.len()
+                );
+            }
+            if good.is_empty() {
+                bail!("nothing to import: the file has no rows");
+            }
+            if good.len() > MAX_RECORDS {
+                bail!(
+                    "nothing imported: an all-or-nothing import is one entry of at most \
+                     {MAX_RECORDS} rows; this file has {} (split it, or use --mode good-rows)",
+                    good.len()
+                );
+            }
+            // One command, one entry: the whole file is recorded or none of it.
+            let r = c
+                .rec()
+                .record_service(c.req(pb::RecordServiceRequest {
+                    request_id: derive(b"all-or-nothing record", 0),
                     program_id: program.clone(),
-                    record_ids: batch_ids.clone(),
+                    records: good.iter().map(|r| r.input.clone()).collect(),
                 }))
                 .await
-                .map_err(|s| anyhow!("approving batch {index}: {}", report(&s)))?;
+                .map_err(|s| anyhow!("nothing imported: {}", report(&s)))?
+                .into_inner();
+            if r.receipt.as_ref().is_some_and(|r| r.duplicate) {
+                already = good.len();
+            }
+            record_ids = r.records.into_iter().map(|o| o.record_id).collect();
+            if approve {
+                let approved = c
+                    .rec()
+                    .approve_service(c.req(pb::ApproveServiceRequest {
+                        request_id: derive(b"all-or-nothing approve", 0),
+                        program_id: program.clone(),
+                        record_ids: record_ids.clone(),
+                    }))
+                    .await;
+                if let Err(s) = approved {
+                    if transient(&s) {
+                        bail!(
+                            "recorded but not yet approved ({}); re-run the same command to \
+                             finish",
+                            report(&s)
+                        );
+                    }
+                    // Refused (e.g. a daily cap): reject what was recorded, so the file
+                    // leaves nothing behind that accrues.
+                    c.rec()
+                        .reject_service(c.req(pb::RejectServiceRequest {
+                            request_id: derive(b"all-or-nothing rollback", 0),
+                            program_id: program.clone(),
+                            record_ids: record_ids.clone(),
+                            reason: format!(
+                                "import rolled back: approval refused ({})",
+                                status_reason(&s)
+                            ),
+                        }))
+                        .await
+                        .map_err(|r| {
+                            anyhow!("approval refused and the rollback failed: {}", report(&r))
+                        })?;
+                    bail!(
+                        "nothing imported: approval refused ({}); the recorded rows were \
+                         rejected, so nothing accrued",
+                        report(&s)
+                    );
+                }
+            }
         }
-        ids.extend(batch_ids);
-        recorded += chunk.len();
-        bar.set_position(recorded as u64);
+        ImportMode::GoodRows => {
+            let batch = batch.clamp(1, MAX_SUBMIT_OPS);
+            let bar = if c.json {
+                ProgressBar::hidden()
+            } else {
+                ProgressBar::new(good.len() as u64)
+            };
+            bar.set_style(
+                ProgressStyle::with_template("{bar:40} {pos}/{len} records {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            // One operation per row, each with a request id derived from the file and
+            // the row's line: a re-run records each row at most once, whichever rows the
+            // earlier run got through.
+            for chunk in good.chunks(batch) {
+                let ops = chunk
+                    .iter()
+                    .map(|row| pb::SubmitOperation {
+                        operation: Some(pb::submit_operation::Operation::RecordService(
+                            pb::RecordServiceRequest {
+                                request_id: derive(b"row record", row.line as u64),
+                                program_id: program.clone(),
+                                records: vec![row.input.clone()],
+                            },
+                        )),
+                    })
+                    .collect();
+                let results = submit(c, &program, ops).await?;
+                let mut recorded: Vec<(&ImportRow, String)> = Vec::new();
+                for (row, result) in chunk.iter().zip(results) {
+                    use pb::submit_result::Result as Res;
+                    match result.result {
+                        Some(Res::RecordService(r)) => {
+                            if r.receipt.as_ref().is_some_and(|r| r.duplicate) {
+                                already += 1;
+                            }
+                            match r.records.into_iter().next() {
+                                // Rejected on an earlier run, when its approval was refused.
+                                Some(o) if o.status == pb::ServiceRecordStatus::Rejected as i32 => {
+                                    problems.push(ImportProblem {
+                                        line: row.line,
+                                        reason: "ROLLED_BACK".into(),
+                                        message: "approval was refused on an earlier run; the \
+                                                  record was rejected"
+                                            .into(),
+                                    })
+                                }
+                                Some(o) if o.status != pb::ServiceRecordStatus::Pending as i32 => {
+                                    record_ids.push(o.record_id);
+                                }
+                                Some(o) => recorded.push((row, o.record_id)),
+                                None => bail!("line {}: no record in the answer", row.line),
+                            }
+                        }
+                        Some(Res::Error(e)) => problems.push(ImportProblem {
+                            line: row.line,
+                            reason: e.reason,
+                            message: e.message,
+                        }),
+                        _ => bail!("line {}: unexpected answer from the server", row.line),
+                    }
+                }
+                if approve && !recorded.is_empty() {
+                    let ops = recorded
+                        .iter()
+                        .map(|(row, id)| pb::SubmitOperation {
+                            operation: Some(pb::submit_operation::Operation::ApproveService(
+                                pb::ApproveServiceRequest {
+                                    request_id: derive(b"row approve", row.line as u64),
+                                    program_id: program.clone(),
+                                    record_ids: vec![id.clone()],
+                                },
+                            )),
+                        })
+                        .collect();
+                    let results = submit(c, &program, ops).await?;
+                    let mut refused = Vec::new();
+                    for ((row, id), result) in recorded.iter().zip(results) {
+                        match result.result {
+                            Some(pb::submit_result::Result::ApproveService(_)) => {
+                                record_ids.push(id.clone());
+                            }
+                            Some(pb::submit_result::Result::Error(e)) => {
+                                refused.push((*row, id.clone(), e));
+                            }
+                            _ => bail!("line {}: unexpected answer from the server", row.line),
+                        }
+                    }
+                    // A row whose approval is refused is rejected, so it does not stay
+                    // behind half-imported (recorded, never approved).
+                    if !refused.is_empty() {
+                        let ops = refused
+                            .iter()
+                            .map(|(row, id, e)| pb::SubmitOperation {
+                                operation: Some(pb::submit_operation::Operation::RejectService(
+                                    pb::RejectServiceRequest {
+                                        request_id: derive(b"row rollback", row.line as u64),
+                                        program_id: program.clone(),
+                                        record_ids: vec![id.clone()],
+                                        reason: format!("import: approval refused ({})", e.reason),
+                                    },
+                                )),
+                            })
+                            .collect();
+                        submit(c, &program, ops).await?;
+                        for (row, _, e) in refused {
+                            problems.push(ImportProblem {
+                                line: row.line,
+                                reason: e.reason,
+                                message: format!("approval refused: {}", e.message),
+                            });
+                        }
+                    }
+                } else {
+                    record_ids.extend(recorded.into_iter().map(|(_, id)| id));
+                }
+                bar.inc(chunk.len() as u64);
+            }
+            bar.finish_and_clear();
+            problems.sort_by_key(|p| p.line);
+        }
     }
-    bar.finish_with_message("done");
+    let imported = record_ids.len();
+    print_problems(&problems);
     if c.json {
         println!(
             "{}",
-            serde_json::json!({"recorded": recorded, "already_recorded": duplicates, "approved": approve, "record_ids": ids})
+            serde_json::json!({
+                "mode": if mode == ImportMode::AllOrNothing { "all-or-nothing" } else { "good-rows" },
+                "rows": total, "imported": imported, "already_imported": already,
+                // The names of the import's output before it had modes.
+                "recorded": imported, "already_recorded": already,
+                "approved": approve, "rejected": problems, "record_ids": record_ids})
         );
     } else {
         println!(
-            "recorded {recorded} records ({duplicates} already recorded by an earlier run){}",
-            if approve { ", approved" } else { "" }
+            "imported {imported} of {total} rows ({already} already imported by an earlier \
+             run){}; {} rejected",
+            if approve { ", approved" } else { "" },
+            problems.len()
         );
     }
     Ok(())
@@ -2262,4 +2937,36 @@ async fn catalogue(c: &Client, cmd: CatalogueCmd) -> anyhow::Result<()> {
         }
     };
     c.show(&r, "ItemResponse", &[], None)
+}
+
+/// Sends one Submit batch; a failure of the whole call stops the import, which a re-run
+/// resumes.
+async fn submit(
+    c: &Client,
+    program: &str,
+    operations: Vec<pb::SubmitOperation>,
+) -> anyhow::Result<Vec<pb::SubmitResult>> {
+    let count = operations.len();
+    let r = c
+        .pos()
+        .submit(c.req(pb::SubmitRequest {
+            request_id: new_id(),
+            program_id: program.to_owned(),
+            operations,
+        }))
+        .await
+        .map_err(|s| {
+            anyhow!(
+                "import interrupted ({}); re-run the same command to finish",
+                report(&s)
+            )
+        })?
+        .into_inner();
+    if r.results.len() != count {
+        bail!(
+            "the server answered {} of {count} operations",
+            r.results.len()
+        );
+    }
+    Ok(r.results)
 }

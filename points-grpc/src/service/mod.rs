@@ -12,6 +12,7 @@ pub mod ledger;
 pub mod ops;
 pub mod pos;
 pub mod recording;
+pub mod reports;
 pub mod scope;
 pub mod volunteer;
 
