@@ -274,6 +274,8 @@ pub enum Command {
         /// Whose points.
         member: MemberId,
     },
+    /// The money side: funds, rates, the over-budget setting, closing periods (issue 6).
+    Settlement(crate::settlement::SettlementCommand),
 }
 
 impl Command {
@@ -301,6 +303,7 @@ impl Command {
             Command::Donate { .. } => "donate",
             Command::Grant { .. } => "grant",
             Command::Expire { .. } => "expire",
+            Command::Settlement(command) => command.name(),
         }
     }
 }

@@ -32,6 +32,8 @@ pub enum Account {
     ExpirySink,
     /// A love-bank or time-bank pool.
     Pool(PoolId),
+    /// Points a merchant took and has settled for money (issue 6).
+    Settled(MerchantId),
 }
 
 /// The unit a posting counts in. Entries balance per unit.
@@ -310,6 +312,8 @@ pub enum Event {
         /// How much.
         amount: Points,
     },
+    /// The money side: funds, rates, the over-budget setting, settlements (issue 6).
+    Settlement(crate::settlement::SettlementEvent),
 }
 
 /// The kind of an entry, for filters and reports.
@@ -338,6 +342,11 @@ pub enum EntryKind {
     Donated,
     Granted,
     Expired,
+    FundCreated,
+    MerchantFundsSet,
+    MerchantRateSet,
+    OverBudgetSet,
+    SettlementClosed,
 }
 
 fn points(account: Account, amount: Points) -> Posting {
@@ -408,6 +417,7 @@ impl Event {
             Event::Donated { .. } => EntryKind::Donated,
             Event::Granted { .. } => EntryKind::Granted,
             Event::Expired { .. } => EntryKind::Expired,
+            Event::Settlement(event) => event.kind(),
         }
     }
 
@@ -548,6 +558,7 @@ impl Event {
             | Event::ServiceRejected { .. }
             | Event::HoldPlaced { .. }
             | Event::HoldReleased { .. } => {}
+            Event::Settlement(event) => event.postings(&mut out),
         }
         out
     }

@@ -134,6 +134,10 @@ id_type! {
     /// Who acted: an API key, a staff account or a job, as the calling program names it.
     ActorId
 }
+id_type! {
+    /// A community fund (自治金, 专项激励资金) that reimburses merchants in money.
+    FundId
+}
 
 /// Builds a version-8 UUID from the first sixteen bytes of a BLAKE3 hash over the parts.
 ///

@@ -441,6 +441,8 @@ pub struct Ledger {
     daily_points: Map<(MemberId, ActivityId, i32), Points>,
     yearly_donations: Map<(MemberId, i32), Points>,
     totals: Totals,
+    /// The money side: funds, rates, settlements (issue 6).
+    pub(crate) settlement: crate::settlement::SettlementState,
 }
 
 /// A 128-bit fingerprint of who asked what, to recognise a retry of the same request.
@@ -555,6 +557,7 @@ impl Ledger {
             daily_points: new_map(),
             yearly_donations: new_map(),
             totals: Totals::default(),
+            settlement: Default::default(),
         }
     }
 
@@ -942,7 +945,7 @@ impl Ledger {
     }
 
     /// Admins may do anything; recorders only inside their subtree; nobody else.
-    fn allow_in(&self, actor: &Actor, unit: OrgUnitId) -> Result<(), Rejection> {
+    pub(crate) fn allow_in(&self, actor: &Actor, unit: OrgUnitId) -> Result<(), Rejection> {
         match actor {
             Actor::Admin { .. } => Ok(()),
             Actor::Recorder { org_unit, .. } if self.is_within(unit, *org_unit) => Ok(()),
@@ -1158,6 +1161,7 @@ impl Ledger {
                 if state.status == MerchantStatus::Suspended {
                     return Err(Rejection::MerchantSuspended);
                 }
+                crate::settlement::check_spend(self, *merchant, amount, at)?;
                 self.ensure_available(ix, amount, at)?;
                 Self::credit_fits(state.taken, amount)?;
                 Ok(Event::Redeemed {
@@ -1207,6 +1211,7 @@ impl Ledger {
                     return Err(Rejection::CaptureOverHold);
                 }
                 let merchant = self.active_merchant(state.merchant)?;
+                crate::settlement::check_spend(self, state.merchant, amount, at)?;
                 Self::credit_fits(merchant.taken, amount)?;
                 debug_assert!(self.member_at(state.member).balance >= amount);
                 Ok(Event::HoldCaptured {
@@ -1260,6 +1265,7 @@ impl Ledger {
                 })
             }
             Command::Reverse { entry, reason } => self.decide_reverse(actor, *entry, reason, at),
+            Command::Settlement(command) => crate::settlement::decide(self, actor, command, at),
             Command::Transfer { from, to, amount } => {
                 let amount = self.points(*amount)?;
                 if from == to {
@@ -1706,6 +1712,19 @@ impl Ledger {
         self.last_hash = entry.hash();
         self.last_at = self.last_at.max(entry.at());
         self.evolve(entry);
+        // The money side values spends and their corrections as they are written; a
+        // correction is valued at the time of the redemption it corrects.
+        let origin = entry.corrects().and_then(|of| self.spend_time(of));
+        self.settlement
+            .observe(entry, origin, self.spec.scale());
+    }
+
+    /// When the redemption or capture `id` was written, if it is one.
+    pub(crate) fn spend_time(&self, id: EntryId) -> Option<Timestamp> {
+        match self.facts.get(&id) {
+            Some(Fact::Spend { at, .. }) => Some(*at),
+            _ => None,
+        }
     }
 
     fn ix(&self, member: MemberId) -> Option<u32> {
@@ -2154,6 +2173,12 @@ impl Ledger {
                     .expired
                     .checked_add(*amount)
                     .unwrap_or(self.totals.expired);
+            }
+            Event::Settlement(event) => {
+                if let crate::settlement::SettlementEvent::SettlementClosed(s) = event {
+                    self.adjust_merchant(s.merchant, s.net_points.minor().wrapping_neg());
+                }
+                self.settlement.evolve(event, entry.sequence());
             }
         }
     }

@@ -119,6 +119,8 @@ pub mod program;
 pub mod rejection;
 pub mod text;
 pub mod time;
+pub mod money;
+pub mod settlement;
 
 pub use amount::{Amount, AmountError, Minutes, Points, Scale};
 pub use audit::{audit, AuditReport, AuditRule, Auditor, Breach};
@@ -139,3 +141,10 @@ pub use model::{
 pub use program::{ExpiryPolicy, ProgramSpec, StarThresholds};
 pub use rejection::Rejection;
 pub use time::Timestamp;
+pub use ids::FundId;
+pub use money::{Fen, Rate};
+pub use settlement::{
+    reconcile, reconcile_journal, statement, FundPayment, FundSpec, FundView, LineKind,
+    MerchantMoneyView, OverBudget, Reconciliation, ReconciliationRow, Settlement,
+    SettlementCommand, SettlementEvent, Statement, StatementLine,
+};
