@@ -397,6 +397,11 @@ pub fn kind_to_pb(kind: EntryKind) -> pb::EntryKind {
         EntryKind::Donated => P::Donated,
         EntryKind::Granted => P::Granted,
         EntryKind::Expired => P::Expired,
+        EntryKind::FundCreated => P::FundCreated,
+        EntryKind::MerchantFundsSet => P::MerchantFundsSet,
+        EntryKind::MerchantRateSet => P::MerchantRateSet,
+        EntryKind::OverBudgetSet => P::OverBudgetSet,
+        EntryKind::SettlementClosed => P::SettlementClosed,
     }
 }
 
@@ -427,6 +432,11 @@ pub fn kind_from_pb(kind: pb::EntryKind) -> Option<EntryKind> {
         P::Donated => EntryKind::Donated,
         P::Granted => EntryKind::Granted,
         P::Expired => EntryKind::Expired,
+        P::FundCreated => EntryKind::FundCreated,
+        P::MerchantFundsSet => EntryKind::MerchantFundsSet,
+        P::MerchantRateSet => EntryKind::MerchantRateSet,
+        P::OverBudgetSet => EntryKind::OverBudgetSet,
+        P::SettlementClosed => EntryKind::SettlementClosed,
     })
 }
 
@@ -478,6 +488,7 @@ pub fn account_to_pb(account: &Account) -> pb::Account {
         Account::Issuance => (pb::AccountKind::Issuance, String::new()),
         Account::HoursIssuance => (pb::AccountKind::HoursIssuance, String::new()),
         Account::ExpirySink => (pb::AccountKind::ExpirySink, String::new()),
+        Account::Settled(id) => (pb::AccountKind::Settled, id.to_string()),
     };
     pb::Account {
         kind: kind as i32,
