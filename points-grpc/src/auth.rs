@@ -94,6 +94,14 @@ pub fn policy(path: &str) -> Permission {
         ) => Admin,
         ("Ledger", "GetEntry" | "GetStatement" | "ListEntries" | "WatchEntries") => Read,
         ("Ledger", "VerifyChain" | "Audit") => AuditRead,
+        // Issue 6: the ledger checks the recorder's subtree; statements are scoped reads.
+        (
+            "Settlement",
+            "CreateFund" | "SetMerchantFunds" | "SetMerchantRate" | "CloseSettlementPeriod",
+        ) => Recording,
+        ("Settlement", "SetOverBudget") => Admin,
+        ("Settlement", "GetSettlementStatement" | "ListSettlements") => Read,
+        ("Settlement", "Reconcile") => AuditRead,
         _ => ServerAdmin,
     }
 }

@@ -13,6 +13,7 @@ pub mod ops;
 pub mod pos;
 pub mod recording;
 pub mod scope;
+pub mod settlement;
 
 use crate::auth::{Keys, Principal};
 use crate::convert::{engine_status, Fields};
