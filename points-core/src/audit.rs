@@ -183,7 +183,9 @@ impl Auditor {
                 self.breach(
                     AuditRule::Reconciled,
                     Some(seq),
-                    format!("{account:?}: postings {posted}, state {state}; reconciliation breaks here"),
+                    format!(
+                        "{account:?}: postings {posted}, state {state}; reconciliation breaks here"
+                    ),
                 );
             }
         }

@@ -1715,8 +1715,7 @@ impl Ledger {
         // The money side values spends and their corrections as they are written; a
         // correction is valued at the time of the redemption it corrects.
         let origin = entry.corrects().and_then(|of| self.spend_time(of));
-        self.settlement
-            .observe(entry, origin, self.spec.scale());
+        self.settlement.observe(entry, origin, self.spec.scale());
     }
 
     /// When the redemption or capture `id` was written, if it is one.

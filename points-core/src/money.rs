@@ -55,7 +55,10 @@ impl Fen {
         let fen = yuan
             .checked_mul(Decimal::ONE_HUNDRED)
             .ok_or(Rejection::AmountOverflow)?;
-        let fen: i64 = fen.trunc().try_into().map_err(|_| Rejection::AmountOverflow)?;
+        let fen: i64 = fen
+            .trunc()
+            .try_into()
+            .map_err(|_| Rejection::AmountOverflow)?;
         if fen > MAX_FEN {
             return Err(Rejection::AmountOverflow);
         }

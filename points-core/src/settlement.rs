@@ -322,7 +322,10 @@ impl SettlementState {
         let Some(state) = self.funds.get(&fund) else {
             return Fen::ZERO;
         };
-        let budget = state.spec.as_ref().map_or(Fen::ZERO, |s| s.budget_per_month);
+        let budget = state
+            .spec
+            .as_ref()
+            .map_or(Fen::ZERO, |s| s.budget_per_month);
         let paid = state.paid.get(&month).copied().unwrap_or(Fen::ZERO);
         budget.checked_sub(paid).unwrap_or(Fen::ZERO).max(Fen::ZERO)
     }
@@ -343,10 +346,9 @@ impl SettlementState {
                 merchant, amount, ..
             }
             | Event::Reversed {
-                effect:
-                    Reversal::Spend {
-                        merchant, amount, ..
-                    },
+                effect: Reversal::Spend {
+                    merchant, amount, ..
+                },
                 ..
             } => (
                 *merchant,
@@ -360,7 +362,10 @@ impl SettlementState {
             .rate_at(valued_at)
             .value_fen(points, scale)
             .unwrap_or(Decimal::ZERO);
-        slot.pending_fen = slot.pending_fen.checked_add(value).unwrap_or(slot.pending_fen);
+        slot.pending_fen = slot
+            .pending_fen
+            .checked_add(value)
+            .unwrap_or(slot.pending_fen);
         slot.lines = slot.lines.saturating_add(1);
     }
 
@@ -414,7 +419,6 @@ impl SettlementState {
     pub(crate) fn settled(&self, merchant: MerchantId) -> Points {
         self.merchant(merchant).map_or(Points::ZERO, |m| m.settled)
     }
-
 }
 
 // ----------------------------------------------------------------------------------------
@@ -476,7 +480,7 @@ pub(crate) fn decide(
             let unit = merchant_unit(ledger, *merchant)?;
             if funds
                 .iter()
-                .any(|f| !state.funds.get(f).is_some_and(|s| s.spec.is_some()))
+                .any(|f| state.funds.get(f).is_none_or(|s| s.spec.is_none()))
             {
                 return Err(Rejection::UnknownFund);
             }
@@ -583,7 +587,9 @@ fn close(
         owed,
         residue_fen: residue,
         deferred_in: money.deferred,
-        deferred_out: payable.checked_sub(paid).ok_or(Rejection::BalanceOverflow)?,
+        deferred_out: payable
+            .checked_sub(paid)
+            .ok_or(Rejection::BalanceOverflow)?,
         payments,
     })
 }

@@ -1608,6 +1608,9 @@ fn fund_cafe(fx: &mut Fx, budget: &str, rate: &str, over: OverBudget) {
     );
     let from = fx.now.saturating_add_millis(1);
     fx.ok(admin(), settle_rate(cafe(), rate, from));
-    fx.ok(admin(), Command::Settlement(SettlementCommand::SetOverBudget(over)));
+    fx.ok(
+        admin(),
+        Command::Settlement(SettlementCommand::SetOverBudget(over)),
+    );
     fx.advance(1);
 }

@@ -134,13 +134,7 @@ fn budget_exhausted_refuse_setting_refuses_at_redeem() {
     // A capture is a redemption too.
     let hold = fx.hold(m_a(), "1", 60_000);
     assert_eq!(
-        fx.run(
-            till_cafe(),
-            Command::CaptureHold {
-                hold,
-                amount: None
-            }
-        ),
+        fx.run(till_cafe(), Command::CaptureHold { hold, amount: None }),
         Err(Rejection::FundBudgetExceeded)
     );
     fx.ok(till_cafe(), Command::ReleaseHold { hold });
@@ -189,7 +183,10 @@ fn budget_exhausted_defer_setting_accepts_and_pays_from_next_budget() {
     assert_eq!(third.deferred_out, Fen::new(500));
     for fund in fx.ledger.funds() {
         for (_, paid) in &fund.paid_by_month {
-            assert!(*paid <= fund.spec.budget_per_month, "a fund paid over budget");
+            assert!(
+                *paid <= fund.spec.budget_per_month,
+                "a fund paid over budget"
+            );
         }
     }
     assert_reconciled(&fx);
@@ -245,7 +242,7 @@ fn rate_change_mid_period_values_each_entry_at_its_rate() {
     let early = fx.redeem(m_a(), cafe(), "10"); // at 0.1: 1 yuan
     set_rate(&mut fx, "0.25");
     let late = fx.redeem(m_a(), cafe(), "10"); // at 0.25: 2.5 yuan
-    // A refund of the early sale after the change is valued at the early rate.
+                                               // A refund of the early sale after the change is valued at the early rate.
     fx.ok(
         till_cafe(),
         Command::Refund {

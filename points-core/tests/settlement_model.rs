@@ -66,8 +66,9 @@ const BUDGET_FEN: i128 = 300;
 
 /// The local month (UTC+8) of an instant, by the `time` crate's calendar.
 fn month_of(ms: i64) -> i32 {
-    let t = ::time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms + 8 * HOUR) * 1_000_000)
-        .unwrap();
+    let t =
+        ::time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms + 8 * HOUR) * 1_000_000)
+            .unwrap();
     t.year() * 12 + i32::from(u8::from(t.month())) - 1
 }
 
@@ -94,7 +95,11 @@ fn round_half_even(milli: i128) -> i128 {
 
 fn fen_to_milli(fen: rust_decimal::Decimal) -> i128 {
     let milli = fen * rust_decimal::Decimal::from(1000);
-    assert_eq!(milli.fract(), rust_decimal::Decimal::ZERO, "{fen} is finer than the model");
+    assert_eq!(
+        milli.fract(),
+        rust_decimal::Decimal::ZERO,
+        "{fen} is finer than the model"
+    );
     i128::try_from(milli.trunc()).unwrap()
 }
 
@@ -163,10 +168,9 @@ fn run(ops: &[Op], over: OverBudget) {
                 };
                 let now = fx.now.millis();
                 let value = i128::from(*minor) * i128::from(model.rate_at(now));
-                let exposure = (model.open.values().sum::<i128>()
-                    + model.carried
-                    + model.deferred * 1000)
-                    .max(0);
+                let exposure =
+                    (model.open.values().sum::<i128>() + model.carried + model.deferred * 1000)
+                        .max(0);
                 let room = BUDGET_FEN - model.paid.get(&month_of(now)).copied().unwrap_or(0);
                 let over_budget = value > 0 && exposure + value > room * 1000;
                 if over == OverBudget::Refuse && matches!(op, Op::Redeem { .. }) {
@@ -239,8 +243,7 @@ fn run(ops: &[Op], over: OverBudget) {
                         period,
                     }),
                 );
-                let Event::Settlement(SettlementEvent::SettlementClosed(s)) = entry.event()
-                else {
+                let Event::Settlement(SettlementEvent::SettlementClosed(s)) = entry.event() else {
                     panic!("not a settlement");
                 };
                 // Money owed: the model's own sum and rounding.

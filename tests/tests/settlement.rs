@@ -8,8 +8,8 @@
 mod common;
 
 use common::{auth, binary, id, reason, Clients, Server};
-use points_grpc::pb;
 use pb::settlement_client::SettlementClient;
+use points_grpc::pb;
 use tonic::transport::Channel;
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -232,7 +232,11 @@ fn close(w: &World, period: u32, key: &str) -> tonic::Request<pb::CloseSettlemen
     )
 }
 
-fn statement(w: &World, period: u32, key: &str) -> tonic::Request<pb::GetSettlementStatementRequest> {
+fn statement(
+    w: &World,
+    period: u32,
+    key: &str,
+) -> tonic::Request<pb::GetSettlementStatementRequest> {
     auth(
         pb::GetSettlementStatementRequest {
             program_id: w.program.clone(),
@@ -270,9 +274,8 @@ async fn settlement_end_to_end() {
     ))
     .await
     .unwrap();
-    let unknown = w
-        .s
-        .set_merchant_funds(auth(
+    let unknown =
+        w.s.set_merchant_funds(auth(
             pb::SetMerchantFundsRequest {
                 request_id: id(),
                 program_id: w.program.clone(),
@@ -296,9 +299,8 @@ async fn settlement_end_to_end() {
     ))
     .await
     .unwrap();
-    let backdated = w
-        .s
-        .set_merchant_rate(auth(
+    let backdated =
+        w.s.set_merchant_rate(auth(
             pb::SetMerchantRateRequest {
                 request_id: id(),
                 program_id: w.program.clone(),
@@ -346,25 +348,24 @@ async fn settlement_end_to_end() {
     // Period 1: a redemption of 10, a capture of 5, a refund of 2: 13 points, 1.30 yuan.
     let sale = w.c.pos.redeem(redeem(&w, "10")).await.unwrap().into_inner();
     let sale_id = sale.receipt.unwrap().entry_id;
-    let hold = w
-        .c
-        .pos
-        .hold(auth(
-            pb::HoldRequest {
-                request_id: id(),
-                program_id: w.program.clone(),
-                merchant_id: w.cafe.clone(),
-                member: Some(pb::MemberRef {
-                    member: Some(pb::member_ref::Member::MemberId(w.member.clone())),
-                }),
-                amount: "5".into(),
-                ttl_ms: 60_000,
-            },
-            &w.cafe_key,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let hold =
+        w.c.pos
+            .hold(auth(
+                pb::HoldRequest {
+                    request_id: id(),
+                    program_id: w.program.clone(),
+                    merchant_id: w.cafe.clone(),
+                    member: Some(pb::MemberRef {
+                        member: Some(pb::member_ref::Member::MemberId(w.member.clone())),
+                    }),
+                    amount: "5".into(),
+                    ttl_ms: 60_000,
+                },
+                &w.cafe_key,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
     w.c.pos
         .capture(auth(
             pb::CaptureRequest {
@@ -399,39 +400,43 @@ async fn settlement_end_to_end() {
             .unwrap()
             .into_inner();
     let s1 = closed.settlement.unwrap();
-    assert_eq!(closed.receipt.unwrap().kind, pb::EntryKind::SettlementClosed as i32);
+    assert_eq!(
+        closed.receipt.unwrap().kind,
+        pb::EntryKind::SettlementClosed as i32
+    );
     assert_eq!(s1.net_points, "13.00");
     assert_eq!(s1.owed_yuan, "1.30");
     assert_eq!(s1.paid_yuan, "1.30");
     assert_eq!(s1.lines, 3);
-    let again = w
-        .s
-        .close_settlement_period(close(&w, 1, &w.recorder))
-        .await
-        .unwrap_err();
+    let again =
+        w.s.close_settlement_period(close(&w, 1, &w.recorder))
+            .await
+            .unwrap_err();
     assert_eq!(again.code(), Code::FailedPrecondition);
     assert_eq!(reason(&again), "PERIOD_ALREADY_CLOSED");
     assert_eq!(code_of(&again), "505");
 
     // The cafe reads its own statement; the shop's key may not.
-    let st = w
-        .s
-        .get_settlement_statement(statement(&w, 1, &w.cafe_key))
-        .await
-        .unwrap()
-        .into_inner();
+    let st =
+        w.s.get_settlement_statement(statement(&w, 1, &w.cafe_key))
+            .await
+            .unwrap()
+            .into_inner();
     let kinds: Vec<&str> = st.lines.iter().map(|l| l.kind.as_str()).collect();
     assert_eq!(kinds, ["redemption", "capture", "refund"]);
     assert!(st.lines.iter().all(|l| l.rate_yuan_per_point == "0.1"));
     assert_eq!(st.lines[2].corrects_entry_id, sale_id);
-    assert!(st.csv.starts_with("sequence,entry_id,at,kind"), "{}", st.csv);
+    assert!(
+        st.csv.starts_with("sequence,entry_id,at,kind"),
+        "{}",
+        st.csv
+    );
     assert!(st.csv.contains("# owed_yuan,1.30\n"), "{}", st.csv);
     assert!(st.csv.contains("# rounding,half-even"), "{}", st.csv);
-    let other = w
-        .s
-        .get_settlement_statement(statement(&w, 1, &w.shop_key))
-        .await
-        .unwrap_err();
+    let other =
+        w.s.get_settlement_statement(statement(&w, 1, &w.shop_key))
+            .await
+            .unwrap_err();
     assert_eq!(other.code(), Code::PermissionDenied);
     let listed =
         w.s.list_settlements(auth(
@@ -444,7 +449,10 @@ async fn settlement_end_to_end() {
         .await
         .unwrap()
         .into_inner();
-    assert!(listed.settlements.is_empty(), "the shop sees none of the cafe's");
+    assert!(
+        listed.settlements.is_empty(),
+        "the shop sees none of the cafe's"
+    );
     assert_eq!(listed.merchants.len(), 1);
     assert_ne!(listed.merchants[0].merchant_id, w.cafe);
     let listed =
@@ -473,12 +481,11 @@ async fn settlement_end_to_end() {
     assert_eq!(s2.net_points, "-1.00");
     assert_eq!(s2.owed_yuan, "-0.10");
     assert_eq!(s2.deferred_out_yuan, "-0.10");
-    let st1_again = w
-        .s
-        .get_settlement_statement(statement(&w, 1, &w.cafe_key))
-        .await
-        .unwrap()
-        .into_inner();
+    let st1_again =
+        w.s.get_settlement_statement(statement(&w, 1, &w.cafe_key))
+            .await
+            .unwrap()
+            .into_inner();
     assert_eq!(st1_again, st, "a closed statement never changes");
 
     // Over budget, refused: 0.20 yuan is left this month.
@@ -499,9 +506,8 @@ async fn settlement_end_to_end() {
     w.c.pos.redeem(redeem(&w, "1")).await.unwrap();
 
     // Reconciliation: 40 issued = 27 available + 1 unsettled + 12 settled.
-    let rec = w
-        .s
-        .reconcile(auth(
+    let rec =
+        w.s.reconcile(auth(
             pb::ReconcileRequest {
                 program_id: w.program.clone(),
             },
@@ -513,14 +519,18 @@ async fn settlement_end_to_end() {
     assert!(rec.balanced, "{rec:?}");
     let p = rec.program.unwrap();
     assert_eq!(
-        (p.issued.as_str(), p.available.as_str(), p.unsettled.as_str(), p.settled.as_str()),
+        (
+            p.issued.as_str(),
+            p.available.as_str(),
+            p.unsettled.as_str(),
+            p.settled.as_str()
+        ),
         ("40.00", "27.00", "1.00", "12.00")
     );
     assert_eq!(p.difference, "0.00");
     assert_eq!(rec.org_units.len(), 1);
-    let merchant_reconcile = w
-        .s
-        .reconcile(auth(
+    let merchant_reconcile =
+        w.s.reconcile(auth(
             pb::ReconcileRequest {
                 program_id: w.program.clone(),
             },
@@ -529,18 +539,17 @@ async fn settlement_end_to_end() {
         .await
         .unwrap_err();
     assert_eq!(merchant_reconcile.code(), Code::PermissionDenied);
-    let audit = w
-        .c
-        .ledger
-        .audit(auth(
-            pb::AuditRequest {
-                program_id: w.program.clone(),
-            },
-            &w.auditor,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let audit =
+        w.c.ledger
+            .audit(auth(
+                pb::AuditRequest {
+                    program_id: w.program.clone(),
+                },
+                &w.auditor,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
     assert!(audit.ok, "{:?}", audit.breaches);
 
     // The CLI: statement as CSV to stdout and to a file, as the cafe; reconcile as admin.
@@ -556,9 +565,21 @@ async fn settlement_end_to_end() {
     };
     let out = cli(
         &w.cafe_key,
-        &["settlement", "statement", "--merchant", &w.cafe, "--period", "1", "--csv"],
+        &[
+            "settlement",
+            "statement",
+            "--merchant",
+            &w.cafe,
+            "--period",
+            "1",
+            "--csv",
+        ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8(out.stdout).unwrap(), st.csv);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("statement.csv");
@@ -575,19 +596,45 @@ async fn settlement_end_to_end() {
             file.to_str().unwrap(),
         ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(std::fs::read_to_string(&file).unwrap(), st.csv);
     let out = cli(
         &w.shop_key,
-        &["settlement", "statement", "--merchant", &w.cafe, "--period", "1", "--csv"],
+        &[
+            "settlement",
+            "statement",
+            "--merchant",
+            &w.cafe,
+            "--period",
+            "1",
+            "--csv",
+        ],
     );
-    assert!(!out.status.success(), "the shop's key must not read the cafe's statement");
+    assert!(
+        !out.status.success(),
+        "the shop's key must not read the cafe's statement"
+    );
     let out = cli(&w.admin, &["--json", "settlement", "reconcile"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["balanced"], serde_json::Value::Bool(true));
-    let out = cli(&w.admin, &["--json", "settlement", "list", "--merchant", &w.cafe]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cli(
+        &w.admin,
+        &["--json", "settlement", "list", "--merchant", &w.cafe],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["settlements"].as_array().unwrap().len(), 2);
 }

@@ -67,7 +67,9 @@ impl SettlementService {
         let mut out = Vec::new();
         let mut next = from;
         while next < to {
-            let want = usize::try_from(to - next).unwrap_or(READ_PAGE).min(READ_PAGE);
+            let want = usize::try_from(to - next)
+                .unwrap_or(READ_PAGE)
+                .min(READ_PAGE);
             let page = self
                 .ctx
                 .engine
@@ -100,7 +102,11 @@ fn yuan(fen: points_core::Fen) -> String {
 }
 
 fn month_text(month: i32) -> String {
-    format!("{:04}-{:02}", month.div_euclid(12), month.rem_euclid(12) + 1)
+    format!(
+        "{:04}-{:02}",
+        month.div_euclid(12),
+        month.rem_euclid(12) + 1
+    )
 }
 
 fn summary_to_pb(program: ProgramId, s: &Settlement, scale: Scale) -> pb::SettlementSummary {
@@ -180,11 +186,7 @@ fn row_to_pb(row: &points_core::ReconciliationRow, scale: Scale) -> pb::Reconcil
 
 /// A merchant id the caller may read, or the status to answer with. A scoped key asking
 /// for another merchant is told the merchant does not exist, as other reads do.
-fn readable_merchant(
-    l: &Ledger,
-    scope: Scope,
-    merchant: MerchantId,
-) -> Result<MerchantId, Status> {
+fn readable_merchant(l: &Ledger, scope: Scope, merchant: MerchantId) -> Result<MerchantId, Status> {
     if l.merchant(merchant).is_none() {
         return Err(rejection_status(&Rejection::UnknownMerchant));
     }
@@ -486,7 +488,9 @@ impl SettlementApi for SettlementService {
         let mut flows = Flows::new();
         let mut next = 0u64;
         while next < end {
-            let want = usize::try_from(end - next).unwrap_or(READ_PAGE).min(READ_PAGE);
+            let want = usize::try_from(end - next)
+                .unwrap_or(READ_PAGE)
+                .min(READ_PAGE);
             let page = self
                 .ctx
                 .engine
