@@ -161,7 +161,7 @@ impl Auditor {
             self.breach(AuditRule::Chain, Some(position), error.to_string());
             return;
         }
-        self.flows.add(entry);
+        self.flows.add_with_postings(entry, &postings);
         let Some(replica) = self.replica.as_ref() else {
             return;
         };

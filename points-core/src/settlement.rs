@@ -1054,6 +1054,11 @@ impl Flows {
 
     /// Adds one entry; entries must come in journal order.
     pub fn add(&mut self, entry: &Entry) {
+        self.add_with_postings(entry, &entry.postings());
+    }
+
+    /// Adds one entry whose postings the caller has already computed.
+    pub(crate) fn add_with_postings(&mut self, entry: &Entry, postings: &[Posting]) {
         match entry.event() {
             Event::MemberEnrolled { id, home, .. } => {
                 self.homes.insert(*id, (*home, 0));
@@ -1073,10 +1078,10 @@ impl Flows {
             }
             _ => {}
         }
-        let postings: Vec<Posting> = entry
-            .postings()
-            .into_iter()
+        let postings: smallvec::SmallVec<[Posting; 4]> = postings
+            .iter()
             .filter(|p| p.unit == Unit::Points)
+            .copied()
             .collect();
         // Every event posts in pairs (from, to), so each pair is one movement.
         for pair in postings.chunks(2) {
