@@ -1,4 +1,4 @@
-//! Property test for settlement (issue 6): random sequences of redemptions, captures,
+//! Property test for settlement (issue 6): random sequences of redemptions, captures, reversals,
 //! refunds, rate changes, period closes and the passing of time, checked after every step
 //! against an independent model that values money in integer milli-fen (no decimals):
 //!
@@ -24,6 +24,7 @@ enum Op {
     Redeem { member: u8, minor: i64 },
     Capture { member: u8, minor: i64 },
     Refund { pick: usize, minor: i64 },
+    Reverse { pick: usize },
     Rate { milli_yuan: i64 },
     Close,
     Advance { ms: i64 },
@@ -34,6 +35,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (0u8..2, 1i64..1_500).prop_map(|(member, minor)| Op::Redeem { member, minor }),
         1 => (0u8..2, 1i64..1_500).prop_map(|(member, minor)| Op::Capture { member, minor }),
         2 => (any::<usize>(), 1i64..800).prop_map(|(pick, minor)| Op::Refund { pick, minor }),
+        1 => any::<usize>().prop_map(|pick| Op::Reverse { pick }),
         1 => (0i64..400).prop_map(|milli_yuan| Op::Rate { milli_yuan }),
         2 => Just(Op::Close),
         1 => (1i64..(20 * DAY)).prop_map(|ms| Op::Advance { ms }),
@@ -48,6 +50,8 @@ struct Model {
     rates: Vec<(i64, i64)>,
     /// Spends: entry id -> (time, taken, refunded).
     spends: BTreeMap<EntryId, (i64, i64, i64)>,
+    /// Spends reversed.
+    reversed: std::collections::BTreeSet<EntryId>,
     spend_order: Vec<EntryId>,
     /// Lines of the open period: entry id -> milli-fen.
     open: BTreeMap<EntryId, i128>,
@@ -218,6 +222,32 @@ fn run(ops: &[Op], over: OverBudget) {
                         model.open.insert(entry.id(), value);
                     }
                     Err(Rejection::RefundOverTaken) => assert!(refunded + minor > taken),
+                    Err(Rejection::AlreadyReversed) => assert!(model.reversed.contains(&of)),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            Op::Reverse { pick } => {
+                if model.spend_order.is_empty() {
+                    continue;
+                }
+                let of = model.spend_order[pick % model.spend_order.len()];
+                let (spent_at, taken, refunded) = model.spends[&of];
+                let result = fx.run(
+                    admin(),
+                    Command::Reverse {
+                        entry: of,
+                        reason: "till error".into(),
+                    },
+                );
+                match result {
+                    Ok(Applied::New(entry)) => {
+                        assert!(refunded == 0 && !model.reversed.contains(&of));
+                        model.reversed.insert(of);
+                        let value = -i128::from(taken) * i128::from(model.rate_at(spent_at));
+                        model.open.insert(entry.id(), value);
+                    }
+                    Err(Rejection::AlreadyReversed) => assert!(model.reversed.contains(&of)),
+                    Err(Rejection::AlreadyRefunded) => assert!(refunded > 0),
                     other => panic!("unexpected {other:?}"),
                 }
             }
@@ -303,7 +333,10 @@ fn run(ops: &[Op], over: OverBudget) {
     for entry in &fx.journal {
         if matches!(
             entry.kind(),
-            EntryKind::Redeemed | EntryKind::HoldCaptured | EntryKind::Refunded
+            EntryKind::Redeemed
+                | EntryKind::HoldCaptured
+                | EntryKind::Refunded
+                | EntryKind::Reversed
         ) {
             lines += 1;
             assert!(
