@@ -15,7 +15,13 @@
 //! - a member's lots sum to the member's balance, and no lot is empty or negative;
 //! - account totals from postings equal the ledger's balances (members, merchants, pools,
 //!   issuance, expiry sink, service minutes);
-//! - replaying the journal gives the live ledger's balances and final hash.
+//! - replaying the journal gives the live ledger's balances and final hash;
+//! - reconciliation (issue 6): after every entry each account the entry touches holds in
+//!   the state what its postings say, so points issued = member balances + held +
+//!   unsettled + settled + expired + pooled holds after every step (the first entry where
+//!   it stops holding is named); and at the end, per programme and per org unit, the
+//!   state's balances reconcile with the flows summed from the journal (the org unit
+//!   where it fails is named).
 
 use crate::amount::Points;
 use crate::entry::{Account, Entry, Hash, Unit};
@@ -43,6 +49,9 @@ pub enum AuditRule {
     PostingsMatchState,
     /// The live ledger differs from a replay of its journal.
     ReplayEqual,
+    /// Points issued do not reconcile with balances, held, unsettled, settled, expired and
+    /// pooled points, for the programme or an org unit.
+    Reconciled,
 }
 
 /// One broken rule.
@@ -95,6 +104,8 @@ pub struct Auditor {
     sums: HashMap<(Account, Unit), i128>,
     report: AuditReport,
     per_rule: BTreeMap<AuditRule, usize>,
+    flows: crate::settlement::Flows,
+    unreconciled: std::collections::BTreeSet<Account>,
 }
 
 impl Auditor {
@@ -150,6 +161,34 @@ impl Auditor {
             self.breach(AuditRule::Chain, Some(position), error.to_string());
             return;
         }
+        self.flows.add_with_postings(entry, &postings);
+        let Some(replica) = self.replica.as_ref() else {
+            return;
+        };
+        let mut unreconciled = Vec::new();
+        for p in postings.iter().filter(|p| p.unit == Unit::Points) {
+            if self.unreconciled.contains(&p.account) {
+                continue;
+            }
+            let Some(state) = crate::settlement::account_points(replica, p.account) else {
+                continue;
+            };
+            let posted = self.sum(p.account, Unit::Points);
+            if state != posted {
+                unreconciled.push((p.account, posted, state));
+            }
+        }
+        for (account, posted, state) in unreconciled {
+            if self.unreconciled.insert(account) {
+                self.breach(
+                    AuditRule::Reconciled,
+                    Some(seq),
+                    format!(
+                        "{account:?}: postings {posted}, state {state}; reconciliation breaks here"
+                    ),
+                );
+            }
+        }
         let Some(replica) = self.replica.as_ref() else {
             return;
         };
@@ -182,6 +221,20 @@ impl Auditor {
         };
         self.report.head_hash = Some(replica.head_hash());
         self.check_state(&replica);
+        if !self.chain_broken {
+            let report = crate::settlement::reconcile(&replica, &self.flows, replica.last_at());
+            let rows = std::iter::once(&report.programme).chain(report.org_units.iter());
+            let failed: Vec<String> = rows
+                .filter(|row| row.difference != 0)
+                .map(|row| match row.org_unit {
+                    Some(unit) => format!("org unit {unit} is off by {}", row.difference),
+                    None => format!("the programme is off by {}", row.difference),
+                })
+                .collect();
+            for message in failed {
+                self.breach(AuditRule::Reconciled, None, message);
+            }
+        }
         if let Some(live) = live {
             self.compare(&replica, live);
         }
@@ -351,6 +404,13 @@ impl Auditor {
         for (id, merchant) in replica.merchants_raw() {
             if live.merchants_raw().get(id).map(|m| m.taken) != Some(merchant.taken) {
                 findings.push(format!("merchant {id}: replay and live ledger differ"));
+            }
+        }
+        for id in replica.merchants_raw().keys() {
+            if replica.settled_points(*id) != live.settled_points(*id)
+                || replica.settlements(*id) != live.settlements(*id)
+            {
+                findings.push(format!("merchant {id}: settlements differ in replay"));
             }
         }
         for (id, pool) in replica.pools_raw() {

@@ -280,6 +280,8 @@ pub enum Command {
     Gathering(crate::gathering::GatheringCommand),
     /// A merchant catalogue step: list, restock, reprice, redeem items (issue 5).
     Catalogue(crate::catalogue::CatalogueCommand),
+    /// The money side: funds, rates, the over-budget setting, closing periods (issue 6).
+    Settlement(crate::settlement::SettlementCommand),
 }
 
 impl Command {
@@ -310,6 +312,7 @@ impl Command {
             Command::Wish(c) => c.name(),
             Command::Gathering(c) => c.name(),
             Command::Catalogue(c) => c.name(),
+            Command::Settlement(command) => command.name(),
         }
     }
 }

@@ -32,6 +32,8 @@ pub enum Account {
     ExpirySink,
     /// A love-bank or time-bank pool.
     Pool(PoolId),
+    /// Points a merchant took and has settled for money (issue 6).
+    Settled(MerchantId),
 }
 
 /// The unit a posting counts in. Entries balance per unit.
@@ -316,6 +318,8 @@ pub enum Event {
     Gathering(Box<crate::gathering::GatheringEvent>),
     /// A merchant catalogue step (issue 5).
     Catalogue(Box<crate::catalogue::CatalogueEvent>),
+    /// The money side: funds, rates, the over-budget setting, settlements (issue 6).
+    Settlement(crate::settlement::SettlementEvent),
 }
 
 /// The kind of an entry, for filters and reports.
@@ -359,6 +363,11 @@ pub enum EntryKind {
     ItemRestocked,
     ItemPriceChanged,
     ItemsRedeemed,
+    FundCreated,
+    MerchantFundsSet,
+    MerchantRateSet,
+    OverBudgetSet,
+    SettlementClosed,
 }
 
 pub(crate) fn points(account: Account, amount: Points) -> Posting {
@@ -432,6 +441,7 @@ impl Event {
             Event::Wish(e) => e.kind(),
             Event::Gathering(e) => e.kind(),
             Event::Catalogue(e) => e.kind(),
+            Event::Settlement(event) => event.kind(),
         }
     }
 
@@ -575,6 +585,7 @@ impl Event {
             Event::Wish(e) => e.push_postings(&mut out),
             Event::Gathering(e) => e.push_postings(&mut out),
             Event::Catalogue(e) => e.push_postings(&mut out),
+            Event::Settlement(event) => event.postings(&mut out),
         }
         out
     }

@@ -147,6 +147,10 @@ id_type! {
     /// A good in a merchant's catalogue, priced in points (issue 5).
     ItemId
 }
+id_type! {
+    /// A community fund (自治金, 专项激励资金) that reimburses merchants in money.
+    FundId
+}
 
 /// Builds a version-8 UUID from the first sixteen bytes of a BLAKE3 hash over the parts.
 ///

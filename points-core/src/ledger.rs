@@ -447,6 +447,8 @@ pub struct Ledger {
     gatherings: Map<crate::ids::GatheringId, gathering::GatheringState>,
     /// Catalogue items of every merchant by id (issue 5).
     items: Map<crate::ids::ItemId, catalogue::ItemState>,
+    /// The money side: funds, rates, settlements (issue 6).
+    pub(crate) settlement: crate::settlement::SettlementState,
 }
 
 /// A 128-bit fingerprint of who asked what, to recognise a retry of the same request.
@@ -564,6 +566,7 @@ impl Ledger {
             wishes: new_map(),
             gatherings: new_map(),
             items: new_map(),
+            settlement: Default::default(),
         }
     }
 
@@ -951,7 +954,7 @@ impl Ledger {
     }
 
     /// Admins may do anything; recorders only inside their subtree; nobody else.
-    fn allow_in(&self, actor: &Actor, unit: OrgUnitId) -> Result<(), Rejection> {
+    pub(crate) fn allow_in(&self, actor: &Actor, unit: OrgUnitId) -> Result<(), Rejection> {
         match actor {
             Actor::Admin { .. } => Ok(()),
             Actor::Recorder { org_unit, .. } if self.is_within(unit, *org_unit) => Ok(()),
@@ -1167,6 +1170,7 @@ impl Ledger {
                 if state.status == MerchantStatus::Suspended {
                     return Err(Rejection::MerchantSuspended);
                 }
+                crate::settlement::check_spend(self, *merchant, amount, at)?;
                 self.ensure_available(ix, amount, at)?;
                 Self::credit_fits(state.taken, amount)?;
                 Ok(Event::Redeemed {
@@ -1216,6 +1220,7 @@ impl Ledger {
                     return Err(Rejection::CaptureOverHold);
                 }
                 let merchant = self.active_merchant(state.merchant)?;
+                crate::settlement::check_spend(self, state.merchant, amount, at)?;
                 Self::credit_fits(merchant.taken, amount)?;
                 debug_assert!(self.member_at(state.member).balance >= amount);
                 Ok(Event::HoldCaptured {
@@ -1269,6 +1274,7 @@ impl Ledger {
                 })
             }
             Command::Reverse { entry, reason } => self.decide_reverse(actor, *entry, reason, at),
+            Command::Settlement(command) => crate::settlement::decide(self, actor, command, at),
             Command::Transfer { from, to, amount } => {
                 let amount = self.points(*amount)?;
                 if from == to {
@@ -1724,6 +1730,18 @@ impl Ledger {
         self.last_hash = entry.hash();
         self.last_at = self.last_at.max(entry.at());
         self.evolve(entry);
+        // The money side values spends and their corrections as they are written; a
+        // correction is valued at the time of the redemption it corrects.
+        let origin = entry.corrects().and_then(|of| self.spend_time(of));
+        self.settlement.observe(entry, origin, self.spec.scale());
+    }
+
+    /// When the redemption or capture `id` was written, if it is one.
+    pub(crate) fn spend_time(&self, id: EntryId) -> Option<Timestamp> {
+        match self.facts.get(&id) {
+            Some(Fact::Spend { at, .. }) => Some(*at),
+            _ => None,
+        }
     }
 
     fn ix(&self, member: MemberId) -> Option<u32> {
@@ -2176,6 +2194,12 @@ impl Ledger {
             Event::Wish(event) => self.evolve_wish(this, at, event),
             Event::Gathering(event) => self.evolve_gathering(this, event),
             Event::Catalogue(event) => self.evolve_catalogue(this, at, event),
+            Event::Settlement(event) => {
+                if let crate::settlement::SettlementEvent::SettlementClosed(s) = event {
+                    self.adjust_merchant(s.merchant, s.net_points.minor().wrapping_neg());
+                }
+                self.settlement.evolve(event, entry.sequence());
+            }
         }
     }
 

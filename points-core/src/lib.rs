@@ -117,9 +117,11 @@ pub mod import;
 pub mod ledger;
 pub mod merkle;
 pub mod model;
+pub mod money;
 pub mod program;
 pub mod rejection;
 pub mod rollup;
+pub mod settlement;
 pub mod text;
 pub mod time;
 
@@ -127,6 +129,7 @@ pub use amount::{Amount, AmountError, Minutes, Points, Scale};
 pub use audit::{audit, AuditReport, AuditRule, Auditor, Breach};
 pub use command::{ActivityInput, Actor, Command, Request, RuleInput, ServiceInput, MAX_BATCH};
 pub use entry::{Account, DecodeError, Entry, EntryKind, Event, Hash, Posting, Reversal, Unit};
+pub use ids::FundId;
 pub use ids::{
     ActivityId, ActorId, EntryId, IdError, MemberId, MerchantId, OrgUnitId, PoolId, ProgramId,
     RecordId, RequestId,
@@ -139,8 +142,14 @@ pub use model::{
     ActivitySpec, Award, MemberKind, MerchantKind, MerchantStatus, OrgLevel, PoolKind,
     RecordStatus, Rule, ServiceRecord, TimeKind,
 };
+pub use money::{Fen, Rate};
 pub use program::{ExpiryPolicy, ProgramSpec, StarThresholds};
 pub use rejection::Rejection;
+pub use settlement::{
+    reconcile, reconcile_journal, statement, FundPayment, FundSpec, FundView, LineKind,
+    MerchantMoneyView, OverBudget, Reconciliation, ReconciliationRow, Settlement,
+    SettlementCommand, SettlementEvent, Statement, StatementLine,
+};
 pub use time::Timestamp;
 // Issue 5: micro-wishes, volunteer events (gatherings) and merchant catalogues.
 pub use ids::{GatheringId, ItemId, WishId};

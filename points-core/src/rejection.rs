@@ -35,6 +35,10 @@ pub enum Rejection {
     /// An instant lies outside the supported range or too far from now.
     #[error("time is out of the accepted range")]
     TimeOutOfRange,
+    /// A reimbursement rate's effective instant is not after now: rates are never
+    /// backdated, so closed periods never change.
+    #[error("a rate's effective date must be after now")]
+    EffectiveDateNotFuture,
     /// A service duration or hold time-to-live is zero or too long.
     #[error("duration is zero or too long")]
     DurationOutOfRange,
@@ -64,6 +68,9 @@ pub enum Rejection {
     /// No merchant with that id.
     #[error("unknown merchant")]
     UnknownMerchant,
+    /// No community fund with that id.
+    #[error("unknown fund")]
+    UnknownFund,
     /// No activity with that id.
     #[error("unknown activity")]
     UnknownActivity,
@@ -109,9 +116,15 @@ pub enum Rejection {
     /// The hold was already captured or released.
     #[error("hold is no longer open")]
     HoldNotOpen,
+    /// The settlement period named was already closed; a period closes once.
+    #[error("settlement period is already closed")]
+    PeriodAlreadyClosed,
     /// The hold's deadline has passed.
     #[error("hold has expired")]
     HoldExpired,
+    /// The settlement period named is not the merchant's open one (it lies ahead).
+    #[error("settlement period is not open yet")]
+    PeriodNotOpen,
     /// The capture is larger than the hold.
     #[error("capture is larger than the hold")]
     CaptureOverHold,
@@ -138,6 +151,10 @@ pub enum Rejection {
     /// The member's points for this activity today would exceed the daily cap.
     #[error("daily cap exceeded for service record {0}")]
     CapExceeded(RecordId),
+    /// The merchant's funds have no budget left this month for the redemption's
+    /// reimbursement, and the programme refuses redemptions over budget.
+    #[error("the merchant's funds have no budget left for this redemption")]
+    FundBudgetExceeded,
     /// The donor's donations this year would exceed the programme's cap.
     #[error("yearly donation cap exceeded")]
     DonationCapExceeded,
@@ -223,6 +240,7 @@ impl Rejection {
             Rejection::AmountTooPrecise => 211,
             Rejection::AmountOverflow => 212,
             Rejection::TimeOutOfRange => 220,
+            Rejection::EffectiveDateNotFuture => 225,
             Rejection::DurationOutOfRange => 221,
             Rejection::BatchEmpty => 230,
             Rejection::BatchTooLarge => 231,
@@ -232,6 +250,7 @@ impl Rejection {
             Rejection::UnknownOrgUnit => 300,
             Rejection::UnknownMember => 310,
             Rejection::UnknownMerchant => 320,
+            Rejection::UnknownFund => 325,
             Rejection::UnknownActivity => 330,
             Rejection::UnknownPool => 340,
             Rejection::UnknownHold => 350,
@@ -245,7 +264,9 @@ impl Rejection {
             Rejection::MemberNotEligible => 420,
             Rejection::ActivityNotAvailable => 430,
             Rejection::HoldNotOpen => 500,
+            Rejection::PeriodAlreadyClosed => 505,
             Rejection::HoldExpired => 510,
+            Rejection::PeriodNotOpen => 515,
             Rejection::CaptureOverHold => 520,
             Rejection::RecordNotPending(_) => 530,
             Rejection::AlreadyReversed => 540,
@@ -254,6 +275,7 @@ impl Rejection {
             Rejection::NotReversible => 560,
             Rejection::NothingToExpire => 570,
             Rejection::CapExceeded(_) => 600,
+            Rejection::FundBudgetExceeded => 605,
             Rejection::DonationCapExceeded => 610,
             Rejection::GrantCapExceeded => 611,
             Rejection::InsufficientPoints => 700,
@@ -290,6 +312,7 @@ impl Rejection {
             Rejection::AmountTooPrecise => "AMOUNT_TOO_PRECISE",
             Rejection::AmountOverflow => "AMOUNT_OVERFLOW",
             Rejection::TimeOutOfRange => "TIME_OUT_OF_RANGE",
+            Rejection::EffectiveDateNotFuture => "EFFECTIVE_DATE_NOT_FUTURE",
             Rejection::DurationOutOfRange => "DURATION_OUT_OF_RANGE",
             Rejection::BatchEmpty => "BATCH_EMPTY",
             Rejection::BatchTooLarge => "BATCH_TOO_LARGE",
@@ -299,6 +322,7 @@ impl Rejection {
             Rejection::UnknownOrgUnit => "UNKNOWN_ORG_UNIT",
             Rejection::UnknownMember => "UNKNOWN_MEMBER",
             Rejection::UnknownMerchant => "UNKNOWN_MERCHANT",
+            Rejection::UnknownFund => "UNKNOWN_FUND",
             Rejection::UnknownActivity => "UNKNOWN_ACTIVITY",
             Rejection::UnknownPool => "UNKNOWN_POOL",
             Rejection::UnknownHold => "UNKNOWN_HOLD",
@@ -312,7 +336,9 @@ impl Rejection {
             Rejection::MemberNotEligible => "MEMBER_NOT_ELIGIBLE",
             Rejection::ActivityNotAvailable => "ACTIVITY_NOT_AVAILABLE",
             Rejection::HoldNotOpen => "HOLD_NOT_OPEN",
+            Rejection::PeriodAlreadyClosed => "PERIOD_ALREADY_CLOSED",
             Rejection::HoldExpired => "HOLD_EXPIRED",
+            Rejection::PeriodNotOpen => "PERIOD_NOT_OPEN",
             Rejection::CaptureOverHold => "CAPTURE_OVER_HOLD",
             Rejection::RecordNotPending(_) => "RECORD_NOT_PENDING",
             Rejection::AlreadyReversed => "ALREADY_REVERSED",
@@ -321,6 +347,7 @@ impl Rejection {
             Rejection::NotReversible => "NOT_REVERSIBLE",
             Rejection::NothingToExpire => "NOTHING_TO_EXPIRE",
             Rejection::CapExceeded(_) => "CAP_EXCEEDED",
+            Rejection::FundBudgetExceeded => "FUND_BUDGET_EXCEEDED",
             Rejection::DonationCapExceeded => "DONATION_CAP_EXCEEDED",
             Rejection::GrantCapExceeded => "GRANT_CAP_EXCEEDED",
             Rejection::InsufficientPoints => "INSUFFICIENT_POINTS",
@@ -359,6 +386,7 @@ impl Rejection {
             Rejection::AmountOverflow,
             Rejection::TimeOutOfRange,
             Rejection::DurationOutOfRange,
+            Rejection::EffectiveDateNotFuture,
             Rejection::BatchEmpty,
             Rejection::BatchTooLarge,
             Rejection::DuplicateInBatch,
@@ -367,6 +395,7 @@ impl Rejection {
             Rejection::UnknownOrgUnit,
             Rejection::UnknownMember,
             Rejection::UnknownMerchant,
+            Rejection::UnknownFund,
             Rejection::UnknownActivity,
             Rejection::UnknownPool,
             Rejection::UnknownHold,
@@ -380,7 +409,9 @@ impl Rejection {
             Rejection::MemberNotEligible,
             Rejection::ActivityNotAvailable,
             Rejection::HoldNotOpen,
+            Rejection::PeriodAlreadyClosed,
             Rejection::HoldExpired,
+            Rejection::PeriodNotOpen,
             Rejection::CaptureOverHold,
             Rejection::RecordNotPending(record),
             Rejection::AlreadyReversed,
@@ -389,6 +420,7 @@ impl Rejection {
             Rejection::NotReversible,
             Rejection::NothingToExpire,
             Rejection::CapExceeded(record),
+            Rejection::FundBudgetExceeded,
             Rejection::DonationCapExceeded,
             Rejection::GrantCapExceeded,
             Rejection::InsufficientPoints,

@@ -224,6 +224,15 @@ fn rejection_rows() -> Vec<Row> {
             expected: |_| Rejection::DurationOutOfRange,
         },
         Row {
+            name: "a merchant rate effective now, not after (issue 6)",
+            setup: nothing,
+            request: |fx, _| {
+                let now = fx.now;
+                fx.req(admin(), settle_rate(cafe(), "0.05", now))
+            },
+            expected: |_| Rejection::EffectiveDateNotFuture,
+        },
+        Row {
             name: "approve nothing",
             setup: nothing,
             request: |fx, _| fx.req(admin(), Command::ApproveService { records: vec![] }),
@@ -325,6 +334,20 @@ fn rejection_rows() -> Vec<Row> {
                 )
             },
             expected: |_| Rejection::UnknownMerchant,
+        },
+        Row {
+            name: "merchant paid by an unknown fund (issue 6)",
+            setup: nothing,
+            request: |fx, _| {
+                fx.req(
+                    admin(),
+                    Command::Settlement(SettlementCommand::SetMerchantFunds {
+                        merchant: cafe(),
+                        funds: vec![FundId::from_u128(0xf00d).unwrap()],
+                    }),
+                )
+            },
+            expected: |_| Rejection::UnknownFund,
         },
         Row {
             name: "record an unknown activity",
@@ -521,10 +544,25 @@ fn rejection_rows() -> Vec<Row> {
             expected: |_| Rejection::HoldNotOpen,
         },
         Row {
+            name: "close a settlement period twice (issue 6)",
+            setup: |fx| {
+                fx.ok(admin(), settle_close(cafe(), 1));
+                Ctx::default()
+            },
+            request: |fx, _| fx.req(admin(), settle_close(cafe(), 1)),
+            expected: |_| Rejection::PeriodAlreadyClosed,
+        },
+        Row {
             name: "capture a hold at its deadline",
             setup: expired_hold,
             request: |fx, ctx| fx.req(till_cafe(), capture(ctx.e(), None)),
             expected: |_| Rejection::HoldExpired,
+        },
+        Row {
+            name: "close a settlement period ahead of the open one (issue 6)",
+            setup: nothing,
+            request: |fx, _| fx.req(admin(), settle_close(cafe(), 2)),
+            expected: |_| Rejection::PeriodNotOpen,
         },
         Row {
             name: "capture more than the hold",
@@ -628,6 +666,16 @@ fn rejection_rows() -> Vec<Row> {
                 )
             },
             expected: |ctx| Rejection::CapExceeded(ctx.r()),
+        },
+        Row {
+            name: "redeem past the funds' budget when over-budget is refused (issue 6)",
+            setup: |fx| {
+                fund_cafe(fx, "1.00", "0.5", OverBudget::Refuse);
+                funded(fx)
+            },
+            // 8 points at 0.5 yuan is 4 yuan; the fund has 1 yuan a month.
+            request: |fx, _| fx.req(till_cafe(), redeem_cmd(m_a(), cafe(), "8")),
+            expected: |_| Rejection::FundBudgetExceeded,
         },
         Row {
             name: "donate past the yearly cap",
@@ -1523,4 +1571,49 @@ fn time_never_runs_backwards() {
     let entry = fx.redeem(m_a(), cafe(), "1");
     assert_eq!(entry.at(), last);
     fx.assert_audit_clean();
+}
+
+// ------------------------------------------------------------------------------------------
+// Settlement helpers (issue 6)
+// ------------------------------------------------------------------------------------------
+
+fn settle_rate(merchant: MerchantId, yuan: &str, effective_from: Timestamp) -> Command {
+    Command::Settlement(SettlementCommand::SetMerchantRate {
+        merchant,
+        yuan_per_point: yuan.parse().unwrap(),
+        effective_from,
+    })
+}
+
+fn settle_close(merchant: MerchantId, period: u32) -> Command {
+    Command::Settlement(SettlementCommand::ClosePeriod { merchant, period })
+}
+
+/// Gives the cafe one fund of `budget` yuan a month, a rate of `rate` yuan per point in
+/// force from the next millisecond (the clock moves past it), and the over-budget setting.
+fn fund_cafe(fx: &mut Fx, budget: &str, rate: &str, over: OverBudget) {
+    let fund = FundId::from_u128(0xf1).unwrap();
+    fx.ok(
+        admin(),
+        Command::Settlement(SettlementCommand::CreateFund {
+            id: fund,
+            org_unit: comm_a(),
+            name: "Autonomy fund".into(),
+            budget_per_month_yuan: budget.parse().unwrap(),
+        }),
+    );
+    fx.ok(
+        admin(),
+        Command::Settlement(SettlementCommand::SetMerchantFunds {
+            merchant: cafe(),
+            funds: vec![fund],
+        }),
+    );
+    let from = fx.now.saturating_add_millis(1);
+    fx.ok(admin(), settle_rate(cafe(), rate, from));
+    fx.ok(
+        admin(),
+        Command::Settlement(SettlementCommand::SetOverBudget(over)),
+    );
+    fx.advance(1);
 }

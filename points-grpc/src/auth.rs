@@ -106,6 +106,14 @@ pub fn policy(path: &str) -> Permission {
         ("Volunteering", "GetWish" | "GetGathering" | "ListCatalogue") => Read,
         ("Reports", "GetRollup" | "GetRanking") => Read,
         ("Reports", "IssueCertificate" | "ValidateServiceRecords") => Recording,
+        // Issue 6: the ledger checks the recorder's subtree; statements are scoped reads.
+        (
+            "Settlement",
+            "CreateFund" | "SetMerchantFunds" | "SetMerchantRate" | "CloseSettlementPeriod",
+        ) => Recording,
+        ("Settlement", "SetOverBudget") => Admin,
+        ("Settlement", "GetSettlementStatement" | "ListSettlements") => Read,
+        ("Settlement", "Reconcile") => AuditRead,
         _ => ServerAdmin,
     }
 }

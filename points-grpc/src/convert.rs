@@ -411,6 +411,11 @@ pub fn kind_to_pb(kind: EntryKind) -> pb::EntryKind {
         EntryKind::ItemRestocked => P::ItemRestocked,
         EntryKind::ItemPriceChanged => P::ItemPriceChanged,
         EntryKind::ItemsRedeemed => P::ItemsRedeemed,
+        EntryKind::FundCreated => P::FundCreated,
+        EntryKind::MerchantFundsSet => P::MerchantFundsSet,
+        EntryKind::MerchantRateSet => P::MerchantRateSet,
+        EntryKind::OverBudgetSet => P::OverBudgetSet,
+        EntryKind::SettlementClosed => P::SettlementClosed,
     }
 }
 
@@ -455,6 +460,11 @@ pub fn kind_from_pb(kind: pb::EntryKind) -> Option<EntryKind> {
         P::ItemRestocked => EntryKind::ItemRestocked,
         P::ItemPriceChanged => EntryKind::ItemPriceChanged,
         P::ItemsRedeemed => EntryKind::ItemsRedeemed,
+        P::FundCreated => EntryKind::FundCreated,
+        P::MerchantFundsSet => EntryKind::MerchantFundsSet,
+        P::MerchantRateSet => EntryKind::MerchantRateSet,
+        P::OverBudgetSet => EntryKind::OverBudgetSet,
+        P::SettlementClosed => EntryKind::SettlementClosed,
     })
 }
 
@@ -506,6 +516,7 @@ pub fn account_to_pb(account: &Account) -> pb::Account {
         Account::Issuance => (pb::AccountKind::Issuance, String::new()),
         Account::HoursIssuance => (pb::AccountKind::HoursIssuance, String::new()),
         Account::ExpirySink => (pb::AccountKind::ExpirySink, String::new()),
+        Account::Settled(id) => (pb::AccountKind::Settled, id.to_string()),
     };
     pb::Account {
         kind: kind as i32,

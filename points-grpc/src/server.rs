@@ -225,6 +225,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .add_service(pb::reports_server::ReportsServer::new(ReportsService::new(
             ctx.clone(),
         )))
+        .add_service(pb::settlement_server::SettlementServer::new(
+            crate::service::settlement::SettlementService::new(ctx.clone()),
+        ))
         // Accepted sockets get TCP_NODELAY: without it a response written in two pieces
         // (data, then trailers) waits for the client's delayed ACK, about 40 ms.
         .serve_with_incoming_shutdown(

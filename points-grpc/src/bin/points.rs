@@ -225,6 +225,9 @@ enum Cmd {
     /// Service-record certificates: issue one, or verify a file offline.
     #[command(subcommand)]
     Certificate(CertificateCmd),
+    /// Merchant settlement in money: funds, rates, closing periods, statements (issue 6).
+    #[command(subcommand)]
+    Settlement(SettlementCmd),
 }
 
 #[derive(clap::Args)]
@@ -991,6 +994,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Import(cmd) => import(&c, cmd).await,
         Cmd::Report(cmd) => report_cmd(&c, cmd).await,
         Cmd::Certificate(cmd) => certificate_cmd(&c, cmd).await,
+        Cmd::Settlement(cmd) => settlement(&c, cmd).await,
         Cmd::Redeem {
             merchant,
             member,
@@ -2969,4 +2973,267 @@ async fn submit(
         );
     }
     Ok(r.results)
+}
+
+// ------------------------------------------------------------------------------------------
+// Settlement (issue 6)
+// ------------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OverBudgetArg {
+    /// Accept redemptions over budget; pay them from the next month's budget.
+    Defer,
+    /// Refuse redemptions over budget (FUND_BUDGET_EXCEEDED).
+    Refuse,
+}
+
+#[derive(Subcommand)]
+enum SettlementCmd {
+    /// Create a community fund with a monthly budget in yuan.
+    CreateFund {
+        /// New fund id (a fresh UUID when omitted).
+        #[arg(long)]
+        id: Option<String>,
+        /// Org unit whose money it is.
+        #[arg(long)]
+        org_unit: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Budget per local calendar month, in yuan ("5000.00").
+        #[arg(long)]
+        budget: String,
+    },
+    /// Set the funds that pay a merchant, in paying order.
+    SetFunds {
+        /// Merchant id.
+        #[arg(long)]
+        merchant: String,
+        /// Fund ids, in paying order.
+        #[arg(long = "fund", required = true)]
+        funds: Vec<String>,
+    },
+    /// Set a merchant's rate in yuan per point from an instant after now.
+    SetRate {
+        /// Merchant id.
+        #[arg(long)]
+        merchant: String,
+        /// Yuan per point ("0.05").
+        #[arg(long)]
+        rate: String,
+        /// From when: "now+1s", RFC 3339, or epoch milliseconds.
+        #[arg(long, default_value = "now+1s")]
+        from: String,
+    },
+    /// Set what happens to redemptions over budget.
+    OverBudget {
+        /// The setting.
+        #[arg(value_enum)]
+        setting: OverBudgetArg,
+    },
+    /// Close a merchant's open settlement period.
+    Close {
+        /// Merchant id.
+        #[arg(long)]
+        merchant: String,
+        /// The period to close (the merchant's open one).
+        #[arg(long)]
+        period: u32,
+    },
+    /// Show a closed period's statement.
+    Statement {
+        /// Merchant id.
+        #[arg(long)]
+        merchant: String,
+        /// The period.
+        #[arg(long)]
+        period: u32,
+        /// Print the statement as CSV.
+        #[arg(long)]
+        csv: bool,
+        /// Write the CSV to this file instead of printing it.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// List closed periods and each merchant's open period.
+    List {
+        /// Only this merchant.
+        #[arg(long)]
+        merchant: Option<String>,
+    },
+    /// Reconcile points issued with where they are, per program and org unit.
+    Reconcile,
+}
+
+fn settlement_client(c: &Client) -> pb::settlement_client::SettlementClient<Channel> {
+    pb::settlement_client::SettlementClient::new(c.channel.clone())
+}
+
+async fn settlement(c: &Client, cmd: SettlementCmd) -> anyhow::Result<()> {
+    let mut client = settlement_client(c);
+    match cmd {
+        SettlementCmd::CreateFund {
+            id,
+            org_unit,
+            name,
+            budget,
+        } => {
+            let id = id.unwrap_or_else(new_id);
+            let r = client
+                .create_fund(c.req(pb::CreateFundRequest {
+                    request_id: c.request_id(),
+                    program_id: c.program()?,
+                    fund_id: id.clone(),
+                    org_unit_id: org_unit,
+                    name,
+                    budget_per_month_yuan: budget,
+                }))
+                .await
+                .grpc()?;
+            c.show(&r, "CreateFundResponse", &[("fund_id", id)], None)
+        }
+        SettlementCmd::SetFunds { merchant, funds } => {
+            let r = client
+                .set_merchant_funds(c.req(pb::SetMerchantFundsRequest {
+                    request_id: c.request_id(),
+                    program_id: c.program()?,
+                    merchant_id: merchant,
+                    fund_ids: funds,
+                }))
+                .await
+                .grpc()?;
+            c.show(&r, "SetMerchantFundsResponse", &[], None)
+        }
+        SettlementCmd::SetRate {
+            merchant,
+            rate,
+            from,
+        } => {
+            let r = client
+                .set_merchant_rate(c.req(pb::SetMerchantRateRequest {
+                    request_id: c.request_id(),
+                    program_id: c.program()?,
+                    merchant_id: merchant,
+                    yuan_per_point: rate,
+                    effective_from: Some(parse_time(&from)?),
+                }))
+                .await
+                .grpc()?;
+            c.show(&r, "SetMerchantRateResponse", &[], None)
+        }
+        SettlementCmd::OverBudget { setting } => {
+            let setting = match setting {
+                OverBudgetArg::Defer => pb::OverBudgetSetting::Defer,
+                OverBudgetArg::Refuse => pb::OverBudgetSetting::Refuse,
+            };
+            let r = client
+                .set_over_budget(c.req(pb::SetOverBudgetRequest {
+                    request_id: c.request_id(),
+                    program_id: c.program()?,
+                    setting: setting as i32,
+                }))
+                .await
+                .grpc()?;
+            c.show(&r, "SetOverBudgetResponse", &[], None)
+        }
+        SettlementCmd::Close { merchant, period } => {
+            let r = client
+                .close_settlement_period(c.req(pb::CloseSettlementPeriodRequest {
+                    request_id: c.request_id(),
+                    program_id: c.program()?,
+                    merchant_id: merchant,
+                    period,
+                }))
+                .await
+                .grpc()?;
+            c.show(&r, "CloseSettlementPeriodResponse", &[], None)
+        }
+        SettlementCmd::Statement {
+            merchant,
+            period,
+            csv,
+            out,
+        } => {
+            let r = client
+                .get_settlement_statement(c.req(pb::GetSettlementStatementRequest {
+                    program_id: c.program()?,
+                    merchant_id: merchant,
+                    period,
+                }))
+                .await
+                .grpc()?;
+            if let Some(path) = out {
+                std::fs::write(&path, &r.csv)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                return Ok(());
+            }
+            if csv {
+                print!("{}", r.csv);
+                return Ok(());
+            }
+            if c.json {
+                return c.show(&r, "GetSettlementStatementResponse", &[], None);
+            }
+            let value = c.to_json(&r, "GetSettlementStatementResponse")?;
+            print_table(
+                value
+                    .get("lines")
+                    .and_then(Value::as_array)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default(),
+                &[
+                    "sequence",
+                    "time",
+                    "kind",
+                    "member_id",
+                    "points",
+                    "rate_yuan_per_point",
+                    "money_yuan",
+                ],
+            );
+            if let Some(s) = &r.settlement {
+                c.show(s, "SettlementSummary", &[], None)?;
+            }
+            Ok(())
+        }
+        SettlementCmd::List { merchant } => {
+            let r = client
+                .list_settlements(c.req(pb::ListSettlementsRequest {
+                    program_id: c.program()?,
+                    merchant_id: merchant.unwrap_or_default(),
+                }))
+                .await
+                .grpc()?;
+            c.show(
+                &r,
+                "ListSettlementsResponse",
+                &[],
+                Some((
+                    "settlements",
+                    &[
+                        "merchant_id",
+                        "period",
+                        "closed_at",
+                        "net_points",
+                        "owed_yuan",
+                        "paid_yuan",
+                        "deferred_out_yuan",
+                    ],
+                )),
+            )
+        }
+        SettlementCmd::Reconcile => {
+            let r = client
+                .reconcile(c.req(pb::ReconcileRequest {
+                    program_id: c.program()?,
+                }))
+                .await
+                .grpc()?;
+            c.show(&r, "ReconcileResponse", &[], None)?;
+            if !r.balanced {
+                bail!("the reconciliation does not balance");
+            }
+            Ok(())
+        }
+    }
 }

@@ -65,6 +65,7 @@ fn rule_name(rule: AuditRule) -> &'static str {
         AuditRule::LotsMatchBalance => "LOTS_MATCH_BALANCE",
         AuditRule::PostingsMatchState => "POSTINGS_MATCH_STATE",
         AuditRule::ReplayEqual => "REPLAY_EQUAL",
+        AuditRule::Reconciled => "RECONCILED",
     }
 }
 

@@ -15,6 +15,7 @@ pub mod recording;
 pub mod reports;
 pub mod scope;
 pub mod volunteer;
+pub mod settlement;
 
 use crate::auth::{Keys, Principal};
 use crate::convert::{engine_status, Fields};

@@ -127,6 +127,17 @@ pub fn subjects(event: &Event) -> Subjects {
                 s.members.push(*member);
             }
         }
+        Event::Settlement(event) => match event {
+            points_core::SettlementEvent::FundCreated(spec) => s.org_units.push(spec.org_unit),
+            points_core::SettlementEvent::MerchantFundsSet { merchant, .. }
+            | points_core::SettlementEvent::MerchantRateSet { merchant, .. } => {
+                s.merchants.push(*merchant);
+            }
+            points_core::SettlementEvent::OverBudgetSet(_) => {}
+            points_core::SettlementEvent::SettlementClosed(settlement) => {
+                s.merchants.push(settlement.merchant);
+            }
+        },
     }
     s
 }
