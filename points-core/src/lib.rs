@@ -116,6 +116,7 @@ pub mod ledger;
 pub mod merkle;
 pub mod model;
 pub mod program;
+pub mod report;
 pub mod rejection;
 pub mod text;
 pub mod time;
