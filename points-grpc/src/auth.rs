@@ -94,6 +94,13 @@ pub fn policy(path: &str) -> Permission {
         ) => Admin,
         ("Ledger", "GetEntry" | "GetStatement" | "ListEntries" | "WatchEntries") => Read,
         ("Ledger", "VerifyChain" | "Audit") => AuditRead,
+        // Disclosure (issue 7): what the public board reads carries no personal data.
+        (
+            "Disclosure",
+            "GetCheckpoint" | "GetInclusionProof" | "GetConsistencyProof" | "GetPublicReport",
+        ) => Public,
+        ("Disclosure", "SignCheckpoint") => Recording,
+        ("Disclosure", "GetEntryProof" | "ExportJournal") => AuditRead,
         _ => ServerAdmin,
     }
 }

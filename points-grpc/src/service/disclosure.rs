@@ -1,0 +1,594 @@
+//! Public disclosure (issue 7): the programme's Merkle tree over its journal, signed
+//! checkpoints (every `checkpoint_every` entries and on demand), inclusion and consistency
+//! proofs, public reports, and the `Disclosure` gRPC service over them.
+//!
+//! [`Transparency`] keeps one [`MerkleLog`] per programme in memory (about 33 bytes per
+//! entry) and brings it up to the durable journal before every answer, reading only the
+//! entries appended since; roots and proofs for any size then cost `O(log n)` hashes. The
+//! first request after a start reads the whole journal's hashes once.
+//!
+//! Role policy: checkpoints, proofs and public reports carry no personal data and need no
+//! API key (the public board calls them without one); `SignCheckpoint` needs a recorder or
+//! admin key, `GetEntryProof` and `ExportJournal` (entry contents) an auditor or admin key.
+
+use super::{program_id, Ctx};
+use crate::convert::{engine_status, status};
+use crate::engine::Engine;
+use crate::pb;
+use crate::pb::disclosure_server::Disclosure as DisclosureApi;
+use points_core::checkpoint::{Checkpoint, SignedCheckpoint};
+use points_core::merkle::{entry_leaf, MerkleLog, ProofError, TreeHash};
+use points_core::report::{Extractor, PublicReport, ReportScope, Summary, REPORT_FORMAT};
+use points_core::{EntryId, Hash, OrgUnitId, ProgramId, Timestamp};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use tonic::{Code, Response, Status};
+
+/// Entries read from the store per page while catching up.
+const CATCH_UP_PAGE: usize = 10_000;
+/// Public reports kept, by programme, scope and size.
+const REPORT_CACHE: usize = 32;
+
+/// A programme's tree and the chain hash of its last leaf's entry.
+#[derive(Debug, Default)]
+struct Tree {
+    log: MerkleLog,
+    head: Hash,
+}
+
+type ReportKey = (ProgramId, Option<OrgUnitId>, Option<i64>, Option<i64>, u64);
+
+/// The programmes' Merkle trees, checkpoint signing and public reports.
+pub struct Transparency {
+    engine: Engine,
+    every: u64,
+    trees: Mutex<HashMap<ProgramId, Arc<tokio::sync::Mutex<Tree>>>>,
+    reports: Mutex<HashMap<ReportKey, Arc<PublicReport>>>,
+}
+
+impl std::fmt::Debug for Transparency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transparency")
+            .field("every", &self.every)
+            .finish_non_exhaustive()
+    }
+}
+
+fn proof_status(error: &ProofError) -> Status {
+    status(Code::OutOfRange, "TREE_SIZE_OUT_OF_RANGE", error.to_string())
+}
+
+fn not_found(reason: &str, message: impl Into<String>) -> Status {
+    status(Code::NotFound, reason, message)
+}
+
+/// Hex of each hash.
+pub fn hexes(path: &[TreeHash]) -> Vec<String> {
+    path.iter().map(TreeHash::to_hex).collect()
+}
+
+/// The wire form of a signed checkpoint.
+pub fn checkpoint_to_pb(signed: &SignedCheckpoint) -> pb::SignedCheckpoint {
+    let c = &signed.checkpoint;
+    pb::SignedCheckpoint {
+        program_id: c.program.to_string(),
+        tree_size: c.tree_size,
+        root: c.root.to_hex(),
+        journal_head: c.journal_head.to_hex(),
+        issued_at_ms: c.issued_at.millis(),
+        public_key: signed.public_key.clone(),
+        signature: signed.signature.clone(),
+        note: c.note(),
+    }
+}
+
+/// A signed checkpoint from its wire form (the signature is not checked here).
+pub fn checkpoint_from_pb(pb: &pb::SignedCheckpoint) -> Result<SignedCheckpoint, String> {
+    Ok(SignedCheckpoint {
+        checkpoint: Checkpoint {
+            program: pb
+                .program_id
+                .parse()
+                .map_err(|_| "program_id is not a UUID".to_owned())?,
+            tree_size: pb.tree_size,
+            root: TreeHash::from_hex(&pb.root).ok_or("root is not 64 hex digits")?,
+            journal_head: Hash::from_hex(&pb.journal_head)
+                .ok_or("journal_head is not 64 hex digits")?,
+            issued_at: Timestamp::from_millis(pb.issued_at_ms),
+        },
+        public_key: pb.public_key.clone(),
+        signature: pb.signature.clone(),
+    })
+}
+
+impl Transparency {
+    /// Trees over `engine`'s programmes, signing a checkpoint every `checkpoint_every`
+    /// entries (0: only on demand).
+    pub fn new(engine: Engine, checkpoint_every: u64) -> Arc<Transparency> {
+        Arc::new(Transparency {
+            engine,
+            every: checkpoint_every,
+            trees: Mutex::new(HashMap::new()),
+            reports: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    fn tree(&self, program: ProgramId) -> Arc<tokio::sync::Mutex<Tree>> {
+        self.trees
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(program)
+            .or_default()
+            .clone()
+    }
+
+    fn sign(&self, program: ProgramId, tree: &Tree, size: u64, head: Hash) -> SignedCheckpoint {
+        let root = tree.log.root_at(size).unwrap_or_default();
+        Checkpoint {
+            program,
+            tree_size: size,
+            root,
+            journal_head: head,
+            issued_at: crate::engine::now(),
+        }
+        .sign(&self.engine.keys().signing_key(program))
+    }
+
+    /// Brings the programme's tree up to its durable journal, signing and storing a
+    /// checkpoint at every multiple of `checkpoint_every` passed on the way.
+    async fn caught_up(
+        &self,
+        program: ProgramId,
+    ) -> Result<tokio::sync::OwnedMutexGuard<Tree>, Status> {
+        let mut tree = self.tree(program).lock_owned().await;
+        loop {
+            let page = self
+                .engine
+                .entries(program, tree.log.len(), CATCH_UP_PAGE)
+                .await
+                .map_err(|e| engine_status(&e))?;
+            if page.is_empty() {
+                break;
+            }
+            for entry in page {
+                if entry.sequence() != tree.log.len() {
+                    return Err(status(
+                        Code::Internal,
+                        "JOURNAL_GAP",
+                        format!(
+                            "the store returned entry {} where {} was expected",
+                            entry.sequence(),
+                            tree.log.len()
+                        ),
+                    ));
+                }
+                tree.log.push(entry_leaf(&entry.hash()));
+                tree.head = entry.hash();
+                let size = tree.log.len();
+                if self.every > 0 && size % self.every == 0 {
+                    let signed = self.sign(program, &tree, size, tree.head);
+                    self.engine
+                        .put_tree_head(program, &signed)
+                        .await
+                        .map_err(|e| engine_status(&e))?;
+                }
+            }
+        }
+        Ok(tree)
+    }
+
+    /// Catches every programme's tree up (signing the checkpoints due); for a periodic task.
+    pub async fn sweep(&self) {
+        for spec in self.engine.programs() {
+            if let Err(error) = self.caught_up(spec.id()).await {
+                tracing::warn!(program = %spec.id(), %error, "disclosure catch-up failed");
+            }
+        }
+    }
+
+    /// Signs a checkpoint over the whole durable journal now and stores it; returns the
+    /// stored checkpoint of that size (an earlier one when the journal has not grown).
+    pub async fn sign_now(&self, program: ProgramId) -> Result<SignedCheckpoint, Status> {
+        let tree = self.caught_up(program).await?;
+        let size = tree.log.len();
+        if let Some(stored) = self.stored(program, Some(size)).await? {
+            return Ok(stored);
+        }
+        let signed = self.sign(program, &tree, size, tree.head);
+        drop(tree);
+        self.engine
+            .put_tree_head(program, &signed)
+            .await
+            .map_err(|e| engine_status(&e))?;
+        Ok(self.stored(program, Some(size)).await?.unwrap_or(signed))
+    }
+
+    async fn stored(
+        &self,
+        program: ProgramId,
+        size: Option<u64>,
+    ) -> Result<Option<SignedCheckpoint>, Status> {
+        self.engine
+            .tree_head(program, size)
+            .await
+            .map_err(|e| engine_status(&e))
+    }
+
+    /// The stored checkpoint of `size` entries, or the latest for `None`.
+    pub async fn checkpoint(
+        &self,
+        program: ProgramId,
+        size: Option<u64>,
+    ) -> Result<SignedCheckpoint, Status> {
+        // Catching up first signs any checkpoint that has fallen due.
+        drop(self.caught_up(program).await?);
+        self.stored(program, size).await?.ok_or_else(|| {
+            not_found(
+                "CHECKPOINT_NOT_FOUND",
+                match size {
+                    Some(size) => format!("no checkpoint of {size} entries is stored"),
+                    None => "no checkpoint is stored yet".to_owned(),
+                },
+            )
+        })
+    }
+
+    /// The size to prove against: `size`, or the latest checkpoint's for 0.
+    async fn size_or_latest(&self, program: ProgramId, size: u64) -> Result<u64, Status> {
+        if size > 0 {
+            return Ok(size);
+        }
+        Ok(self.checkpoint(program, None).await?.checkpoint.tree_size)
+    }
+
+    /// The inclusion proof of entry `sequence` in the tree of `size` entries (0: the
+    /// latest checkpoint's size), with the entry's id and chain hash.
+    pub async fn inclusion(
+        &self,
+        program: ProgramId,
+        sequence: u64,
+        size: u64,
+        with_entry: bool,
+    ) -> Result<pb::InclusionProof, Status> {
+        let size = self.size_or_latest(program, size).await?;
+        let tree = self.caught_up(program).await?;
+        let path = tree
+            .log
+            .inclusion_proof(sequence, size)
+            .map_err(|e| proof_status(&e))?;
+        drop(tree);
+        let from = sequence.saturating_sub(1);
+        let page = self
+            .engine
+            .entries(program, from, 2)
+            .await
+            .map_err(|e| engine_status(&e))?;
+        let entry = page
+            .iter()
+            .find(|e| e.sequence() == sequence)
+            .ok_or_else(|| not_found("ENTRY_NOT_FOUND", format!("no entry {sequence}")))?;
+        let prev = if sequence == 0 {
+            Hash::GENESIS
+        } else {
+            page.iter()
+                .find(|e| e.sequence() == from)
+                .map_or(Hash::GENESIS, |e| e.hash())
+        };
+        let checkpoint = self.stored(program, Some(size)).await?;
+        Ok(pb::InclusionProof {
+            sequence,
+            entry_id: entry.id().to_string(),
+            entry_hash: entry.hash().to_hex(),
+            tree_size: size,
+            path: hexes(&path),
+            checkpoint: checkpoint.as_ref().map(checkpoint_to_pb),
+            entry: if with_entry { entry.encode() } else { Vec::new() },
+            prev_hash: if with_entry {
+                prev.to_hex()
+            } else {
+                String::new()
+            },
+        })
+    }
+
+    /// The consistency proof from `first` to `second` entries (0: the latest checkpoint).
+    pub async fn consistency(
+        &self,
+        program: ProgramId,
+        first: u64,
+        second: u64,
+    ) -> Result<pb::ConsistencyProof, Status> {
+        let second = self.size_or_latest(program, second).await?;
+        let tree = self.caught_up(program).await?;
+        let path = tree
+            .log
+            .consistency_proof(first, second)
+            .map_err(|e| proof_status(&e))?;
+        Ok(pb::ConsistencyProof {
+            first_size: first,
+            second_size: second,
+            path: hexes(&path),
+        })
+    }
+
+    /// The public report of `scope` built from the checkpoint of `size` entries (0: the
+    /// latest), with every row's inclusion proof.
+    pub async fn report(
+        &self,
+        program: ProgramId,
+        scope: ReportScope,
+        size: u64,
+    ) -> Result<Arc<PublicReport>, Status> {
+        let checkpoint = match size {
+            0 => self.checkpoint(program, None).await?,
+            n => self.checkpoint(program, Some(n)).await?,
+        };
+        let size = checkpoint.checkpoint.tree_size;
+        let key = (
+            program,
+            scope.org_unit,
+            scope.from.map(Timestamp::millis),
+            scope.until.map(Timestamp::millis),
+            size,
+        );
+        if let Some(hit) = self
+            .reports
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
+            return Ok(hit.clone());
+        }
+        let pseudonym_key = self.engine.keys().pseudonym_key(program);
+        let mut extractor = Extractor::new(pseudonym_key, scope);
+        let mut next = 0;
+        while next < size {
+            let limit = usize::try_from(size - next)
+                .unwrap_or(CATCH_UP_PAGE)
+                .min(CATCH_UP_PAGE);
+            let page = self
+                .engine
+                .entries(program, next, limit)
+                .await
+                .map_err(|e| engine_status(&e))?;
+            if page.is_empty() {
+                break;
+            }
+            for entry in &page {
+                extractor.observe(entry);
+            }
+            next += page.len() as u64;
+        }
+        let org_unit_name = scope
+            .org_unit
+            .and_then(|u| extractor.org_unit_name(u).map(str::to_owned));
+        let (mut rows, names) = extractor.finish();
+        let tree = self.caught_up(program).await?;
+        for row in &mut rows {
+            row.path = hexes(
+                &tree
+                    .log
+                    .inclusion_proof(row.sequence, size)
+                    .map_err(|e| proof_status(&e))?,
+            );
+        }
+        drop(tree);
+        let (program_name, decimal_places) = self
+            .engine
+            .read(program, |l| {
+                (l.spec().name().to_owned(), l.spec().scale().places())
+            })
+            .map_err(|e| engine_status(&e))?;
+        let report = Arc::new(PublicReport {
+            format: REPORT_FORMAT.to_owned(),
+            program,
+            program_name,
+            decimal_places: u32::from(decimal_places),
+            org_unit: scope.org_unit,
+            org_unit_name,
+            from_ms: scope.from.map(Timestamp::millis),
+            until_ms: scope.until.map(Timestamp::millis),
+            checkpoint,
+            pseudonym_key: Hash(pseudonym_key).to_hex(),
+            names,
+            summary: Summary::of(&rows),
+            rows,
+        });
+        let mut cache = self.reports.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= REPORT_CACHE {
+            cache.clear();
+        }
+        cache.insert(key, report.clone());
+        Ok(report)
+    }
+}
+
+/// The `Disclosure` gRPC service.
+#[derive(Clone)]
+pub struct DisclosureService {
+    ctx: Ctx,
+    transparency: Arc<Transparency>,
+}
+
+impl DisclosureService {
+    /// The service over a context and the shared trees.
+    pub fn new(ctx: Ctx, transparency: Arc<Transparency>) -> Self {
+        DisclosureService { ctx, transparency }
+    }
+
+    /// Parses a program id and makes sure it is loaded. Public methods have no principal;
+    /// keyed ones are checked against the key's program.
+    async fn program<T>(
+        &self,
+        request: &tonic::Request<T>,
+        program: &str,
+    ) -> Result<ProgramId, Status> {
+        let program = program_id(program)?;
+        if let Some(principal) = request.extensions().get::<crate::auth::Principal>() {
+            principal.check_program(program)?;
+        }
+        self.ctx.ensure(program).await?;
+        Ok(program)
+    }
+
+    async fn sequence_of(
+        &self,
+        program: ProgramId,
+        key: Option<pb::get_inclusion_proof_request::Key>,
+    ) -> Result<u64, Status> {
+        use pb::get_inclusion_proof_request::Key;
+        match key {
+            None => Err(status(
+                Code::InvalidArgument,
+                "INVALID_ARGUMENT",
+                "key is required: entry_id or sequence",
+            )),
+            Some(Key::Sequence(sequence)) => Ok(sequence),
+            Some(Key::EntryId(text)) => {
+                let id: EntryId = text.parse().map_err(|_| {
+                    status(
+                        Code::InvalidArgument,
+                        "INVALID_ARGUMENT",
+                        "entry_id is not a UUID",
+                    )
+                })?;
+                let entry = self
+                    .ctx
+                    .engine
+                    .entry_by_id(program, id)
+                    .await
+                    .map_err(Status::from)?
+                    .ok_or_else(|| not_found("ENTRY_NOT_FOUND", "no such entry"))?;
+                Ok(entry.sequence())
+            }
+        }
+    }
+
+    async fn proof(
+        &self,
+        request: tonic::Request<pb::GetInclusionProofRequest>,
+        with_entry: bool,
+    ) -> Result<Response<pb::InclusionProof>, Status> {
+        let program = self.program(&request, &request.get_ref().program_id).await?;
+        let req = request.into_inner();
+        let sequence = self.sequence_of(program, req.key).await?;
+        let proof = self
+            .transparency
+            .inclusion(program, sequence, req.tree_size, with_entry)
+            .await?;
+        Ok(Response::new(proof))
+    }
+}
+
+fn optional_ms(ms: i64) -> Option<Timestamp> {
+    (ms != 0).then(|| Timestamp::from_millis(ms))
+}
+
+#[tonic::async_trait]
+impl DisclosureApi for DisclosureService {
+    async fn get_checkpoint(
+        &self,
+        request: tonic::Request<pb::GetCheckpointRequest>,
+    ) -> Result<Response<pb::SignedCheckpoint>, Status> {
+        let program = self.program(&request, &request.get_ref().program_id).await?;
+        let size = request.get_ref().tree_size;
+        let signed = self
+            .transparency
+            .checkpoint(program, (size > 0).then_some(size))
+            .await?;
+        Ok(Response::new(checkpoint_to_pb(&signed)))
+    }
+
+    async fn sign_checkpoint(
+        &self,
+        request: tonic::Request<pb::SignCheckpointRequest>,
+    ) -> Result<Response<pb::SignedCheckpoint>, Status> {
+        let program = self.program(&request, &request.get_ref().program_id).await?;
+        let signed = self.transparency.sign_now(program).await?;
+        Ok(Response::new(checkpoint_to_pb(&signed)))
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        request: tonic::Request<pb::GetInclusionProofRequest>,
+    ) -> Result<Response<pb::InclusionProof>, Status> {
+        self.proof(request, false).await
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        request: tonic::Request<pb::GetConsistencyProofRequest>,
+    ) -> Result<Response<pb::ConsistencyProof>, Status> {
+        let program = self.program(&request, &request.get_ref().program_id).await?;
+        let req = request.into_inner();
+        let proof = self
+            .transparency
+            .consistency(program, req.first_size, req.second_size)
+            .await?;
+        Ok(Response::new(proof))
+    }
+
+    async fn get_entry_proof(
+        &self,
+        request: tonic::Request<pb::GetInclusionProofRequest>,
+    ) -> Result<Response<pb::InclusionProof>, Status> {
+        self.proof(request, true).await
+    }
+
+    async fn export_journal(
+        &self,
+        request: tonic::Request<pb::ExportJournalRequest>,
+    ) -> Result<Response<pb::ExportJournalResponse>, Status> {
+        let program = self.program(&request, &request.get_ref().program_id).await?;
+        let req = request.into_inner();
+        let limit = match req.limit {
+            0 => 1000,
+            n => (n as usize).min(10_000),
+        };
+        let entries = self
+            .ctx
+            .engine
+            .entries(program, req.from_sequence, limit)
+            .await
+            .map_err(Status::from)?;
+        Ok(Response::new(pb::ExportJournalResponse {
+            entries: entries.iter().map(|e| e.encode()).collect(),
+        }))
+    }
+
+    async fn get_public_report(
+        &self,
+        request: tonic::Request<pb::GetPublicReportRequest>,
+    ) -> Result<Response<pb::PublicReport>, Status> {
+        let program = self.program(&request, &request.get_ref().program_id).await?;
+        let req = request.into_inner();
+        let org_unit = if req.org_unit_id.is_empty() {
+            None
+        } else {
+            Some(req.org_unit_id.parse::<OrgUnitId>().map_err(|_| {
+                status(
+                    Code::InvalidArgument,
+                    "INVALID_ARGUMENT",
+                    "org_unit_id is not a UUID",
+                )
+            })?)
+        };
+        let scope = ReportScope {
+            org_unit,
+            from: optional_ms(req.from_ms),
+            until: optional_ms(req.until_ms),
+        };
+        let report = self
+            .transparency
+            .report(program, scope, req.tree_size)
+            .await?;
+        let json = serde_json::to_string(&*report)
+            .map_err(|e| status(Code::Internal, "INTERNAL", e.to_string()))?;
+        Ok(Response::new(pb::PublicReport { json }))
+    }
+}
