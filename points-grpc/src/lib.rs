@@ -25,3 +25,4 @@ pub mod server;
 pub mod service;
 pub mod signing;
 pub mod store;
+pub mod verify;

@@ -207,6 +207,12 @@ enum Cmd {
     /// Bulk imports.
     #[command(subcommand)]
     Import(ImportCmd),
+    /// Check disclosed records offline, from files (no server needed).
+    #[command(subcommand)]
+    Verify(points_grpc::verify::VerifyCmd),
+    /// Fetch checkpoints, proofs, journals and public reports as files for `points verify`.
+    #[command(subcommand)]
+    Disclosure(points_grpc::verify::DisclosureCmd),
 }
 
 #[derive(clap::Args)]
@@ -919,6 +925,10 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Verification works offline: it never connects.
+    if let Cmd::Verify(cmd) = &cli.command {
+        return points_grpc::verify::run(cmd);
+    }
     let mut endpoint =
         Channel::from_shared(cli.server.clone())?.connect_timeout(Duration::from_secs(5));
     if cli.server.starts_with("https://") || cli.tls_ca.is_some() || cli.tls_cert.is_some() {
@@ -961,6 +971,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Service(cmd) => service(&c, cmd).await,
         Cmd::Entries(cmd) => entries(&c, cmd).await,
         Cmd::Import(cmd) => import(&c, cmd).await,
+        Cmd::Verify(cmd) => points_grpc::verify::run(&cmd),
+        Cmd::Disclosure(cmd) => {
+            points_grpc::verify::fetch(c.channel.clone(), &c.key, &c.program()?, &cmd).await
+        }
         Cmd::Redeem {
             merchant,
             member,
