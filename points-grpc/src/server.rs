@@ -7,9 +7,9 @@ use crate::config::Config;
 use crate::engine::{ApiRole, Engine};
 use crate::pb;
 use crate::service::admin::AdminService;
+use crate::service::disclosure::DisclosureService;
 use crate::service::ledger::LedgerService;
 use crate::service::pos::PointOfSaleService;
-use crate::service::disclosure::DisclosureService;
 use crate::service::recording::RecordingService;
 use crate::service::Ctx;
 use anyhow::Context as _;
@@ -118,10 +118,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let ctx = Ctx::new(engine.clone(), keys.clone(), shutdown_rx);
-    let transparency = crate::service::disclosure::Transparency::new(
-        engine.clone(),
-        config.checkpoint_every,
-    );
+    let transparency =
+        crate::service::disclosure::Transparency::new(engine.clone(), config.checkpoint_every);
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -168,7 +166,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 .with_context(|| format!("binding the board {addr}"))?;
             let bound = board.local_addr()?;
             println!("board listening on http://{bound}/");
-            Some(tokio::spawn(crate::board::serve(board, transparency.clone())))
+            Some(tokio::spawn(crate::board::serve(
+                board,
+                transparency.clone(),
+            )))
         }
         None => None,
     };

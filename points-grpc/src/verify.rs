@@ -796,7 +796,11 @@ pub enum DisclosureCmd {
     /// An entry's inclusion proof.
     Proof {
         /// The entry's sequence.
-        #[arg(long, conflicts_with = "entry_id", required_unless_present = "entry_id")]
+        #[arg(
+            long,
+            conflicts_with = "entry_id",
+            required_unless_present = "entry_id"
+        )]
         sequence: Option<u64>,
         /// The entry's id.
         #[arg(long)]
@@ -892,10 +896,13 @@ pub async fn fetch(
     match cmd {
         DisclosureCmd::Checkpoint { size, out } => {
             let c = client
-                .get_checkpoint(keyed(api_key, pb::GetCheckpointRequest {
-                    program_id,
-                    tree_size: *size,
-                }))
+                .get_checkpoint(keyed(
+                    api_key,
+                    pb::GetCheckpointRequest {
+                        program_id,
+                        tree_size: *size,
+                    },
+                ))
                 .await?
                 .into_inner();
             write_out(out.as_deref(), &checkpoint_file(&c)?)
@@ -935,11 +942,14 @@ pub async fn fetch(
         }
         DisclosureCmd::Consistency { first, second, out } => {
             let p = client
-                .get_consistency_proof(keyed(api_key, pb::GetConsistencyProofRequest {
-                    program_id,
-                    first_size: *first,
-                    second_size: *second,
-                }))
+                .get_consistency_proof(keyed(
+                    api_key,
+                    pb::GetConsistencyProofRequest {
+                        program_id,
+                        first_size: *first,
+                        second_size: *second,
+                    },
+                ))
                 .await?
                 .into_inner();
             write_out(
@@ -955,10 +965,13 @@ pub async fn fetch(
             let size = match *size {
                 0 => {
                     client
-                        .get_checkpoint(keyed(api_key, pb::GetCheckpointRequest {
-                            program_id: program_id.clone(),
-                            tree_size: 0,
-                        }))
+                        .get_checkpoint(keyed(
+                            api_key,
+                            pb::GetCheckpointRequest {
+                                program_id: program_id.clone(),
+                                tree_size: 0,
+                            },
+                        ))
                         .await?
                         .into_inner()
                         .tree_size
@@ -968,11 +981,14 @@ pub async fn fetch(
             let mut entries = Vec::new();
             while (entries.len() as u64) < size {
                 let page = client
-                    .export_journal(keyed(api_key, pb::ExportJournalRequest {
-                        program_id: program_id.clone(),
-                        from_sequence: entries.len() as u64,
-                        limit: 10_000,
-                    }))
+                    .export_journal(keyed(
+                        api_key,
+                        pb::ExportJournalRequest {
+                            program_id: program_id.clone(),
+                            from_sequence: entries.len() as u64,
+                            limit: 10_000,
+                        },
+                    ))
                     .await?
                     .into_inner();
                 if page.entries.is_empty() {
@@ -991,13 +1007,16 @@ pub async fn fetch(
             out,
         } => {
             let r = client
-                .get_public_report(keyed(api_key, pb::GetPublicReportRequest {
-                    program_id,
-                    org_unit_id: org_unit.clone().unwrap_or_default(),
-                    from_ms: *from_ms,
-                    until_ms: *until_ms,
-                    tree_size: *size,
-                }))
+                .get_public_report(keyed(
+                    api_key,
+                    pb::GetPublicReportRequest {
+                        program_id,
+                        org_unit_id: org_unit.clone().unwrap_or_default(),
+                        from_ms: *from_ms,
+                        until_ms: *until_ms,
+                        tree_size: *size,
+                    },
+                ))
                 .await?
                 .into_inner();
             let report: PublicReport = serde_json::from_str(&r.json)?;
@@ -1265,7 +1284,13 @@ mod tests {
         journal[8] = tampered(&entries, 8);
         let error = check_journal(&checkpoint, &journal).unwrap_err();
         assert!(
-            matches!(error, VerifyError::Chain { sequence: 8, previous: 7 }),
+            matches!(
+                error,
+                VerifyError::Chain {
+                    sequence: 8,
+                    previous: 7
+                }
+            ),
             "{error}"
         );
         // Changed and rehashed: the leaf is no longer the one the checkpoint signed.
@@ -1288,7 +1313,13 @@ mod tests {
         let mut journal = entries.clone();
         journal.remove(6);
         let error = check_journal(&checkpoint, &journal).unwrap_err();
-        assert_eq!(error, VerifyError::Dropped { sequence: 6, found: 7 });
+        assert_eq!(
+            error,
+            VerifyError::Dropped {
+                sequence: 6,
+                found: 7
+            }
+        );
         assert_eq!(
             error.to_string(),
             "entry 6 is missing (dropped): position 6 holds entry 7"
@@ -1377,11 +1408,15 @@ mod tests {
         let mut other = entries.clone();
         other.swap(5, 6);
         let forked = sign_over(&other, n);
-        let error = check_consistency(&honest, &forked, &ConsistencyFile {
-            first_size: n as u64,
-            second_size: n as u64,
-            path: Vec::new(),
-        })
+        let error = check_consistency(
+            &honest,
+            &forked,
+            &ConsistencyFile {
+                first_size: n as u64,
+                second_size: n as u64,
+                path: Vec::new(),
+            },
+        )
         .unwrap_err();
         assert!(matches!(error, VerifyError::Fork { size, .. } if size == n as u64));
         assert!(error
@@ -1397,7 +1432,10 @@ mod tests {
         let mut inflated = report.clone();
         inflated.summary.totals.service_points += 100;
         let error = check_report(&inflated, Some(&key())).unwrap_err();
-        assert!(error.to_string().starts_with("report figure totals"), "{error}");
+        assert!(
+            error.to_string().starts_with("report figure totals"),
+            "{error}"
+        );
         let mut forged = report.clone();
         forged.rows[1].entry_hash = Hash([0xcd; 32]).to_hex();
         let error = check_report(&forged, Some(&key())).unwrap_err();

@@ -184,10 +184,7 @@ fn status_reply(status: &tonic::Status) -> Reply {
     error_reply(code, status.message())
 }
 
-async fn report(
-    query: &str,
-    transparency: &Transparency,
-) -> Result<Arc<PublicReport>, Reply> {
+async fn report(query: &str, transparency: &Transparency) -> Result<Arc<PublicReport>, Reply> {
     let program = program_param(query)?;
     let scope = ReportScope {
         org_unit: org_param(query)?,
@@ -274,7 +271,9 @@ async fn api(path: &str, query: &str, transparency: &Transparency) -> Result<Rep
         }
         "/api/report" => {
             let report = report(query, transparency).await?;
-            Ok(json_reply(&serde_json::to_value(&*report).unwrap_or_default()))
+            Ok(json_reply(
+                &serde_json::to_value(&*report).unwrap_or_default(),
+            ))
         }
         _ => Err(error_reply(404, "no such endpoint")),
     }

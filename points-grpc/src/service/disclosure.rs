@@ -55,7 +55,11 @@ impl std::fmt::Debug for Transparency {
 }
 
 fn proof_status(error: &ProofError) -> Status {
-    status(Code::OutOfRange, "TREE_SIZE_OUT_OF_RANGE", error.to_string())
+    status(
+        Code::OutOfRange,
+        "TREE_SIZE_OUT_OF_RANGE",
+        error.to_string(),
+    )
 }
 
 fn not_found(reason: &str, message: impl Into<String>) -> Status {
@@ -287,7 +291,11 @@ impl Transparency {
             tree_size: size,
             path: hexes(&path),
             checkpoint: checkpoint.as_ref().map(checkpoint_to_pb),
-            entry: if with_entry { entry.encode() } else { Vec::new() },
+            entry: if with_entry {
+                entry.encode()
+            } else {
+                Vec::new()
+            },
             prev_hash: if with_entry {
                 prev.to_hex()
             } else {
@@ -474,7 +482,9 @@ impl DisclosureService {
         request: tonic::Request<pb::GetInclusionProofRequest>,
         with_entry: bool,
     ) -> Result<Response<pb::InclusionProof>, Status> {
-        let program = self.program(&request, &request.get_ref().program_id).await?;
+        let program = self
+            .program(&request, &request.get_ref().program_id)
+            .await?;
         let req = request.into_inner();
         let sequence = self.sequence_of(program, req.key).await?;
         let proof = self
@@ -495,7 +505,9 @@ impl DisclosureApi for DisclosureService {
         &self,
         request: tonic::Request<pb::GetCheckpointRequest>,
     ) -> Result<Response<pb::SignedCheckpoint>, Status> {
-        let program = self.program(&request, &request.get_ref().program_id).await?;
+        let program = self
+            .program(&request, &request.get_ref().program_id)
+            .await?;
         let size = request.get_ref().tree_size;
         let signed = self
             .transparency
@@ -508,7 +520,9 @@ impl DisclosureApi for DisclosureService {
         &self,
         request: tonic::Request<pb::SignCheckpointRequest>,
     ) -> Result<Response<pb::SignedCheckpoint>, Status> {
-        let program = self.program(&request, &request.get_ref().program_id).await?;
+        let program = self
+            .program(&request, &request.get_ref().program_id)
+            .await?;
         let signed = self.transparency.sign_now(program).await?;
         Ok(Response::new(checkpoint_to_pb(&signed)))
     }
@@ -524,7 +538,9 @@ impl DisclosureApi for DisclosureService {
         &self,
         request: tonic::Request<pb::GetConsistencyProofRequest>,
     ) -> Result<Response<pb::ConsistencyProof>, Status> {
-        let program = self.program(&request, &request.get_ref().program_id).await?;
+        let program = self
+            .program(&request, &request.get_ref().program_id)
+            .await?;
         let req = request.into_inner();
         let proof = self
             .transparency
@@ -544,7 +560,9 @@ impl DisclosureApi for DisclosureService {
         &self,
         request: tonic::Request<pb::ExportJournalRequest>,
     ) -> Result<Response<pb::ExportJournalResponse>, Status> {
-        let program = self.program(&request, &request.get_ref().program_id).await?;
+        let program = self
+            .program(&request, &request.get_ref().program_id)
+            .await?;
         let req = request.into_inner();
         let limit = match req.limit {
             0 => 1000,
@@ -565,7 +583,9 @@ impl DisclosureApi for DisclosureService {
         &self,
         request: tonic::Request<pb::GetPublicReportRequest>,
     ) -> Result<Response<pb::PublicReport>, Status> {
-        let program = self.program(&request, &request.get_ref().program_id).await?;
+        let program = self
+            .program(&request, &request.get_ref().program_id)
+            .await?;
         let req = request.into_inner();
         let org_unit = if req.org_unit_id.is_empty() {
             None
