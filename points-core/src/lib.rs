@@ -116,8 +116,8 @@ pub mod ledger;
 pub mod merkle;
 pub mod model;
 pub mod program;
-pub mod report;
 pub mod rejection;
+pub mod report;
 pub mod text;
 pub mod time;
 

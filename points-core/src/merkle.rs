@@ -433,7 +433,8 @@ impl MerkleLog {
         if first == 0 || first == second {
             return Ok(proof);
         }
-        let m = usize::try_from(first).map_err(|_| ProofError::SizesOutOfOrder { first, second })?;
+        let m =
+            usize::try_from(first).map_err(|_| ProofError::SizesOutOfOrder { first, second })?;
         self.range_subproof(m, 0, n, true, &mut proof);
         Ok(proof)
     }
@@ -580,7 +581,11 @@ mod tests {
         assert!(log.root_at(301).is_err());
         for size in [1usize, 2, 3, 63, 64, 65, 127, 128, 129, 200, 256, 257, 300] {
             let prefix = &all[..size];
-            assert_eq!(log.root_at(size as u64).unwrap(), root(prefix), "root {size}");
+            assert_eq!(
+                log.root_at(size as u64).unwrap(),
+                root(prefix),
+                "root {size}"
+            );
             for index in (0..size).step_by(7).chain([size - 1]) {
                 assert_eq!(
                     log.inclusion_proof(index as u64, size as u64).unwrap(),

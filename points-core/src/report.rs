@@ -185,8 +185,10 @@ impl Summary {
             }
         }
         totals.volunteers = volunteers.len() as u64;
-        let mut ranking: Vec<(&str, i64, i64)> =
-            volunteers.into_iter().map(|(p, (a, m))| (p, a, m)).collect();
+        let mut ranking: Vec<(&str, i64, i64)> = volunteers
+            .into_iter()
+            .map(|(p, (a, m))| (p, a, m))
+            .collect();
         ranking.sort_by(|a, b| b.1.cmp(&a.1).then(b.2.cmp(&a.2)).then(a.0.cmp(b.0)));
         let mut ranked: Vec<Ranked> = Vec::with_capacity(ranking.len());
         for (i, (pseudonym, points, minutes)) in ranking.into_iter().enumerate() {
@@ -390,8 +392,8 @@ impl Extractor {
     /// Reads the next entry (entries must come in journal order, from the first).
     pub fn observe(&mut self, entry: &Entry) {
         let at = entry.at();
-        let in_period = self.scope.from.is_none_or(|f| at >= f)
-            && self.scope.until.is_none_or(|u| at < u);
+        let in_period =
+            self.scope.from.is_none_or(|f| at >= f) && self.scope.until.is_none_or(|u| at < u);
         match entry.event() {
             Event::ProgramOpened(spec) => self.utc_offset_minutes = spec.utc_offset_minutes(),
             Event::OrgUnitCreated {
@@ -458,7 +460,16 @@ impl Extractor {
             } => {
                 let place = self.merchant_place(*merchant);
                 let points = amount.minor();
-                self.row(entry, place, Spend, *member, points, 0, Some(*merchant), None);
+                self.row(
+                    entry,
+                    place,
+                    Spend,
+                    *member,
+                    points,
+                    0,
+                    Some(*merchant),
+                    None,
+                );
             }
             Event::Refunded {
                 member,
@@ -468,7 +479,16 @@ impl Extractor {
             } => {
                 let place = self.merchant_place(*merchant);
                 let points = amount.minor().saturating_neg();
-                self.row(entry, place, Spend, *member, points, 0, Some(*merchant), None);
+                self.row(
+                    entry,
+                    place,
+                    Spend,
+                    *member,
+                    points,
+                    0,
+                    Some(*merchant),
+                    None,
+                );
             }
             Event::Donated {
                 member,
@@ -476,7 +496,16 @@ impl Extractor {
                 amount,
             } => {
                 let place = self.pool_place(*pool);
-                self.row(entry, place, Donation, *member, amount.minor(), 0, None, Some(*pool));
+                self.row(
+                    entry,
+                    place,
+                    Donation,
+                    *member,
+                    amount.minor(),
+                    0,
+                    None,
+                    Some(*pool),
+                );
             }
             Event::Granted {
                 pool,
@@ -485,7 +514,16 @@ impl Extractor {
                 ..
             } => {
                 let place = self.pool_place(*pool);
-                self.row(entry, place, Grant, *member, amount.minor(), 0, None, Some(*pool));
+                self.row(
+                    entry,
+                    place,
+                    Grant,
+                    *member,
+                    amount.minor(),
+                    0,
+                    None,
+                    Some(*pool),
+                );
             }
             Event::Reversed { effect, .. } => match effect {
                 Reversal::Accrual { awards } => {
@@ -504,7 +542,16 @@ impl Extractor {
                 } => {
                     let place = self.merchant_place(*merchant);
                     let points = amount.minor().saturating_neg();
-                    self.row(entry, place, Spend, *member, points, 0, Some(*merchant), None);
+                    self.row(
+                        entry,
+                        place,
+                        Spend,
+                        *member,
+                        points,
+                        0,
+                        Some(*merchant),
+                        None,
+                    );
                 }
                 Reversal::Donation {
                     member,
@@ -514,7 +561,16 @@ impl Extractor {
                 } => {
                     let place = self.pool_place(*pool);
                     let points = amount.minor().saturating_neg();
-                    self.row(entry, place, Donation, *member, points, 0, None, Some(*pool));
+                    self.row(
+                        entry,
+                        place,
+                        Donation,
+                        *member,
+                        points,
+                        0,
+                        None,
+                        Some(*pool),
+                    );
                 }
                 Reversal::Grant {
                     pool,
