@@ -118,6 +118,7 @@ pub mod model;
 pub mod program;
 pub mod rejection;
 pub mod report;
+pub mod rollup;
 pub mod text;
 pub mod time;
 
