@@ -9,13 +9,16 @@
 //! so anyone can check that the rows are in the signed journal ([`Summary::of`] recomputes
 //! the figures; the server's `points verify report` checks the proofs).
 //!
-//! Pure: [`Extractor`] reads entries in journal order and yields rows; [`Summary::of`]
-//! aggregates rows. Sums saturate instead of wrapping; the ledger refuses any balance that
+//! Pure: [`Extractor`] reads entries in journal order and yields rows. The published figures
+//! come from the roll-up ([`crate::rollup`], [`Summary::from_rollup`]); [`Summary::of`]
+//! recomputes them from the public rows alone, which is what a verifier does, so a report
+//! checks out only when the two independent computations agree. Sums saturate instead of wrapping; the ledger refuses any balance that
 //! would overflow, so a real journal never reaches the bounds.
 
 use crate::checkpoint::{pseudonym, SignedCheckpoint};
 use crate::entry::{Entry, Event, Reversal};
 use crate::ids::{MemberId, MerchantId, OrgUnitId, PoolId, ProgramId, RecordId};
+use crate::rollup::{Rollup, Stats};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -184,30 +187,19 @@ impl Summary {
                 }
             }
         }
-        totals.volunteers = volunteers.len() as u64;
-        let mut ranking: Vec<(&str, i64, i64)> = volunteers
-            .into_iter()
-            .map(|(p, (a, m))| (p, a, m))
-            .collect();
-        ranking.sort_by(|a, b| b.1.cmp(&a.1).then(b.2.cmp(&a.2)).then(a.0.cmp(b.0)));
-        let mut ranked: Vec<Ranked> = Vec::with_capacity(ranking.len());
-        for (i, (pseudonym, points, minutes)) in ranking.into_iter().enumerate() {
-            let rank = match ranked.last() {
-                Some(prev) if prev.points == points && prev.minutes == minutes => prev.rank,
-                _ => i as u64 + 1,
-            };
-            ranked.push(Ranked {
-                rank,
-                pseudonym: pseudonym.to_owned(),
-                points,
-                minutes,
-            });
-        }
+        let ranking = rank(
+            volunteers
+                .into_iter()
+                .map(|(p, (a, m))| (p.to_owned(), a, m))
+                .collect(),
+        );
+        totals.volunteers = ranking.len() as u64;
         Summary {
             totals,
-            ranking: ranked,
+            ranking,
             merchants: merchants
                 .into_iter()
+                .filter(|(_, spent)| *spent != 0)
                 .map(|(m, spent)| MerchantTotal {
                     merchant: m.to_owned(),
                     spent,
@@ -215,6 +207,7 @@ impl Summary {
                 .collect(),
             pools: pools
                 .into_iter()
+                .filter(|(_, (donated, granted))| *donated != 0 || *granted != 0)
                 .map(|(p, (donated, granted))| PoolTotal {
                     pool: p.to_owned(),
                     donated,
@@ -229,6 +222,114 @@ impl Summary {
                     spent,
                 })
                 .collect(),
+        }
+    }
+}
+
+/// Ranks volunteers (pseudonym, points, minutes): only those with positive points or
+/// minutes (as [`Rollup::top`] does), by points, then minutes, descending, then pseudonym;
+/// equal points and minutes share a rank.
+fn rank(mut volunteers: Vec<(String, i64, i64)>) -> Vec<Ranked> {
+    volunteers.retain(|(_, points, minutes)| *points > 0 || *minutes > 0);
+    volunteers.sort_by(|a, b| b.1.cmp(&a.1).then(b.2.cmp(&a.2)).then(a.0.cmp(&b.0)));
+    let mut ranked: Vec<Ranked> = Vec::with_capacity(volunteers.len());
+    for (i, (pseudonym, points, minutes)) in volunteers.into_iter().enumerate() {
+        let rank = match ranked.last() {
+            Some(prev) if prev.points == points && prev.minutes == minutes => prev.rank,
+            _ => i as u64 + 1,
+        };
+        ranked.push(Ranked {
+            rank,
+            pseudonym,
+            points,
+            minutes,
+        });
+    }
+    ranked
+}
+
+impl Summary {
+    /// The figures of a [`Rollup`] of the report's period, within `org_unit`'s subtree (or
+    /// the whole programme): totals, ranking, merchants and pools come from the roll-up,
+    /// the months and the row count from the rows. A verifier recomputes every figure from
+    /// the rows with [`Summary::of`] and must get the same.
+    pub fn from_rollup(
+        rollup: &Rollup,
+        org_unit: Option<OrgUnitId>,
+        pseudonym_of: impl Fn(MemberId) -> String,
+        rows: &[PublicRow],
+    ) -> Summary {
+        let in_subtree = |unit: OrgUnitId| {
+            let Some(root) = org_unit else {
+                return true;
+            };
+            let mut current = Some(unit);
+            for _ in 0..=rollup.units().count() {
+                match current {
+                    Some(u) if u == root => return true,
+                    Some(u) => current = rollup.unit(u).and_then(|r| r.parent),
+                    None => return false,
+                }
+            }
+            false
+        };
+        let minutes = |s: &Stats| {
+            s.credit_minutes
+                .get()
+                .saturating_add(s.honour_minutes.get())
+        };
+        let (stats, members): (Stats, Vec<(MemberId, Stats)>) = match org_unit {
+            None => (
+                *rollup.program(),
+                rollup.members().map(|(m, s)| (m, *s)).collect(),
+            ),
+            Some(unit) => match rollup.unit(unit) {
+                Some(u) => (u.total, u.members().map(|(m, s)| (m, *s)).collect()),
+                None => (Stats::default(), Vec::new()),
+            },
+        };
+        let ranking = rank(
+            members
+                .iter()
+                .map(|(m, s)| (pseudonym_of(*m), s.points_earned.minor(), minutes(s)))
+                .collect(),
+        );
+        let mut merchants: Vec<MerchantTotal> = rollup
+            .merchants()
+            .filter(|m| in_subtree(m.org_unit) && m.points_redeemed.minor() != 0)
+            .map(|m| MerchantTotal {
+                merchant: m.id.to_string(),
+                spent: m.points_redeemed.minor(),
+            })
+            .collect();
+        merchants.sort_by(|a, b| a.merchant.cmp(&b.merchant));
+        let mut pools: Vec<PoolTotal> = rollup
+            .pools()
+            .filter(|p| {
+                in_subtree(p.org_unit)
+                    && (p.points_donated.minor() != 0 || p.points_granted.minor() != 0)
+            })
+            .map(|p| PoolTotal {
+                pool: p.id.to_string(),
+                donated: p.points_donated.minor(),
+                granted: p.points_granted.minor(),
+            })
+            .collect();
+        pools.sort_by(|a, b| a.pool.cmp(&b.pool));
+        Summary {
+            totals: Totals {
+                service_points: stats.points_earned.minor(),
+                service_minutes: minutes(&stats),
+                volunteers: ranking.len() as u64,
+                spent_points: stats.points_redeemed.minor(),
+                donated_points: stats.points_donated.minor(),
+                granted_points: stats.points_granted.minor(),
+                rows: rows.len() as u64,
+            },
+            ranking,
+            merchants,
+            pools,
+            months: Summary::of(rows).months,
         }
     }
 }
@@ -341,6 +442,11 @@ impl Extractor {
             .cloned()
             .unwrap_or_else(|| member_code(None, member));
         pseudonym(&self.key, &code)
+    }
+
+    /// A member's pseudonym, from the member code seen so far.
+    pub fn pseudonym_of(&self, member: MemberId) -> String {
+        self.pseudonym(member)
     }
 
     /// The name of an org unit seen so far.

@@ -1032,6 +1032,7 @@ mod tests {
     use points_core::checkpoint::Checkpoint;
     use points_core::merkle::{consistency_proof, inclusion_proof};
     use points_core::report::{Extractor, ReportScope};
+    use points_core::rollup::{Period, RollupBuilder};
     use points_core::*;
 
     const SECRET: [u8; 32] = [7; 32];
@@ -1185,9 +1186,18 @@ mod tests {
             until: None,
         };
         let mut extractor = Extractor::new(PSEUDONYM_KEY, scope);
+        let period =
+            Period::range(Timestamp::from_millis(0), Timestamp::from_millis(i64::MAX)).unwrap();
+        let mut rollup = RollupBuilder::new(&entries[0], period).unwrap();
         for entry in &entries[..size] {
             extractor.observe(entry);
+            rollup.push(entry).unwrap();
         }
+        let rollup = rollup.finish().unwrap();
+        let pseudonyms: Vec<(MemberId, String)> = rollup
+            .members()
+            .map(|(m, _)| (m, extractor.pseudonym_of(m)))
+            .collect();
         let (mut rows, names) = extractor.finish();
         for row in &mut rows {
             row.path = inclusion_proof(row.sequence, &leaves(&entries[..size]))
@@ -1208,7 +1218,18 @@ mod tests {
             checkpoint,
             pseudonym_key: Hash(PSEUDONYM_KEY).to_hex(),
             names,
-            summary: Summary::of(&rows),
+            summary: Summary::from_rollup(
+                &rollup,
+                None,
+                |m| {
+                    pseudonyms
+                        .iter()
+                        .find(|(id, _)| *id == m)
+                        .map(|(_, p)| p.clone())
+                        .unwrap_or_default()
+                },
+                &rows,
+            ),
             rows,
         }
     }

@@ -19,7 +19,8 @@ use crate::pb::disclosure_server::Disclosure as DisclosureApi;
 use points_core::checkpoint::{Checkpoint, SignedCheckpoint};
 use points_core::merkle::{entry_leaf, MerkleLog, ProofError, TreeHash};
 use points_core::report::{Extractor, PublicReport, ReportScope, Summary, REPORT_FORMAT};
-use points_core::{EntryId, Hash, OrgUnitId, ProgramId, Timestamp};
+use points_core::rollup::{Period, RollupBuilder};
+use points_core::{EntryId, Hash, MemberId, OrgUnitId, ProgramId, Timestamp};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use tonic::{Code, Response, Status};
@@ -354,6 +355,14 @@ impl Transparency {
         }
         let pseudonym_key = self.engine.keys().pseudonym_key(program);
         let mut extractor = Extractor::new(pseudonym_key, scope);
+        let period = Period::range(
+            scope.from.unwrap_or(Timestamp::from_millis(i64::MIN)),
+            scope.until.unwrap_or(Timestamp::from_millis(i64::MAX)),
+        )
+        .map_err(|e| status(Code::InvalidArgument, "INVALID_ARGUMENT", e.to_string()))?;
+        let mut rollup: Option<RollupBuilder> = None;
+        let rollup_status =
+            |e: points_core::rollup::RollupError| status(Code::Internal, "INTERNAL", e.to_string());
         let mut next = 0;
         while next < size {
             let limit = usize::try_from(size - next)
@@ -369,12 +378,31 @@ impl Transparency {
             }
             for entry in &page {
                 extractor.observe(entry);
+                match rollup.as_mut() {
+                    Some(builder) => {
+                        builder.push(entry).map_err(rollup_status)?;
+                    }
+                    None => {
+                        let mut builder =
+                            RollupBuilder::new(entry, period).map_err(rollup_status)?;
+                        builder.push(entry).map_err(rollup_status)?;
+                        rollup = Some(builder);
+                    }
+                }
             }
             next += page.len() as u64;
         }
         let org_unit_name = scope
             .org_unit
             .and_then(|u| extractor.org_unit_name(u).map(str::to_owned));
+        let rollup = rollup
+            .ok_or_else(|| status(Code::Internal, "INTERNAL", "an empty journal"))?
+            .finish()
+            .map_err(rollup_status)?;
+        let pseudonyms: HashMap<MemberId, String> = rollup
+            .members()
+            .map(|(m, _)| (m, extractor.pseudonym_of(m)))
+            .collect();
         let (mut rows, names) = extractor.finish();
         let tree = self.caught_up(program).await?;
         for row in &mut rows {
@@ -404,7 +432,12 @@ impl Transparency {
             checkpoint,
             pseudonym_key: Hash(pseudonym_key).to_hex(),
             names,
-            summary: Summary::of(&rows),
+            summary: Summary::from_rollup(
+                &rollup,
+                scope.org_unit,
+                |m| pseudonyms.get(&m).cloned().unwrap_or_default(),
+                &rows,
+            ),
             rows,
         });
         let mut cache = self.reports.lock().unwrap_or_else(PoisonError::into_inner);
