@@ -35,6 +35,9 @@ const REPORT_CACHE: usize = 32;
 struct Tree {
     log: MerkleLog,
     head: Hash,
+    /// The largest stored checkpoint's size, once read: catching up after a restart signs
+    /// only the checkpoints that fell due after it, not every one since the first entry.
+    signed_through: Option<u64>,
 }
 
 type ReportKey = (ProgramId, Option<OrgUnitId>, Option<i64>, Option<i64>, u64);
@@ -151,6 +154,10 @@ impl Transparency {
         program: ProgramId,
     ) -> Result<tokio::sync::OwnedMutexGuard<Tree>, Status> {
         let mut tree = self.tree(program).lock_owned().await;
+        if tree.signed_through.is_none() {
+            let latest = self.stored(program, None).await?;
+            tree.signed_through = Some(latest.map_or(0, |c| c.checkpoint.tree_size));
+        }
         loop {
             let page = self
                 .engine
@@ -175,12 +182,14 @@ impl Transparency {
                 tree.log.push(entry_leaf(&entry.hash()));
                 tree.head = entry.hash();
                 let size = tree.log.len();
-                if self.every > 0 && size % self.every == 0 {
+                let due = tree.signed_through.is_some_and(|through| size > through);
+                if self.every > 0 && size % self.every == 0 && due {
                     let signed = self.sign(program, &tree, size, tree.head);
                     self.engine
                         .put_tree_head(program, &signed)
                         .await
                         .map_err(|e| engine_status(&e))?;
+                    tree.signed_through = Some(size);
                 }
             }
         }
@@ -199,17 +208,18 @@ impl Transparency {
     /// Signs a checkpoint over the whole durable journal now and stores it; returns the
     /// stored checkpoint of that size (an earlier one when the journal has not grown).
     pub async fn sign_now(&self, program: ProgramId) -> Result<SignedCheckpoint, Status> {
-        let tree = self.caught_up(program).await?;
+        let mut tree = self.caught_up(program).await?;
         let size = tree.log.len();
         if let Some(stored) = self.stored(program, Some(size)).await? {
             return Ok(stored);
         }
         let signed = self.sign(program, &tree, size, tree.head);
-        drop(tree);
         self.engine
             .put_tree_head(program, &signed)
             .await
             .map_err(|e| engine_status(&e))?;
+        tree.signed_through = tree.signed_through.max(Some(size));
+        drop(tree);
         Ok(self.stored(program, Some(size)).await?.unwrap_or(signed))
     }
 
@@ -643,5 +653,46 @@ impl DisclosureApi for DisclosureService {
         let json = serde_json::to_string(&*report)
             .map_err(|e| status(Code::Internal, "INTERNAL", e.to_string()))?;
         Ok(Response::new(pb::PublicReport { json }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use points_core::merkle::{leaf_hash, verify_consistency, verify_inclusion, MerkleLog};
+    use std::time::Instant;
+
+    /// How the in-memory tree scales (figures in BENCHMARKS.md): `cargo test -p points-grpc
+    /// --release --lib a_million_leaves -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement, run by hand in release"]
+    fn a_million_leaves() {
+        let n = 1_000_000u64;
+        let started = Instant::now();
+        let mut log = MerkleLog::new();
+        for i in 0..n {
+            log.push(leaf_hash(&i.to_le_bytes()));
+        }
+        eprintln!("push {n} leaves: {:?}", started.elapsed());
+        let started = Instant::now();
+        let r = log.root_at(n).unwrap();
+        eprintln!("root of {n}: {:?}", started.elapsed());
+        let started = Instant::now();
+        let mut proofs = 0u32;
+        for index in (0..n).step_by(9_973) {
+            let proof = log.inclusion_proof(index, n).unwrap();
+            verify_inclusion(&log.leaf(index).unwrap(), index, n, &proof, &r).unwrap();
+            proofs += 1;
+        }
+        eprintln!("inclusion proof + verify: {:?} each", started.elapsed() / proofs);
+        let started = Instant::now();
+        let mut proofs = 0u32;
+        for first in (1..n).step_by(9_967) {
+            let proof = log.consistency_proof(first, n).unwrap();
+            let first_root = log.root_at(first).unwrap();
+            verify_consistency(first, n, &first_root, &r, &proof).unwrap();
+            proofs += 1;
+        }
+        eprintln!("consistency proof + verify: {:?} each", started.elapsed() / proofs);
     }
 }
