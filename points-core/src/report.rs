@@ -398,6 +398,10 @@ pub struct Extractor {
     records: HashMap<RecordId, OrgUnitId>,
     names: BTreeMap<String, String>,
     rows: Vec<PublicRow>,
+    /// Whose each row is: pseudonyms are filled in at the end, from the member codes as of
+    /// the last entry read, so a member whose card code changed has one pseudonym throughout
+    /// (the same one the roll-up's ranking shows).
+    row_members: Vec<MemberId>,
 }
 
 impl Extractor {
@@ -415,6 +419,7 @@ impl Extractor {
             records: HashMap::new(),
             names: BTreeMap::new(),
             rows: Vec::new(),
+            row_members: Vec::new(),
         }
     }
 
@@ -485,7 +490,7 @@ impl Extractor {
             at_ms: entry.at().millis(),
             month: month_of(entry.at(), self.utc_offset_minutes),
             kind,
-            pseudonym: self.pseudonym(member),
+            pseudonym: String::new(),
             points,
             minutes,
             merchant: merchant.map(|m| m.to_string()),
@@ -493,6 +498,7 @@ impl Extractor {
             path: Vec::new(),
         };
         self.rows.push(row);
+        self.row_members.push(member);
     }
 
     /// Reads the next entry (entries must come in journal order, from the first).
@@ -694,7 +700,15 @@ impl Extractor {
     }
 
     /// The rows so far and the names of the merchants and pools they mention.
-    pub fn finish(self) -> (Vec<PublicRow>, BTreeMap<String, String>) {
+    pub fn finish(mut self) -> (Vec<PublicRow>, BTreeMap<String, String>) {
+        let pseudonyms: Vec<String> = self
+            .row_members
+            .iter()
+            .map(|m| self.pseudonym(*m))
+            .collect();
+        for (row, pseudonym) in self.rows.iter_mut().zip(pseudonyms) {
+            row.pseudonym = pseudonym;
+        }
         (self.rows, self.names)
     }
 }

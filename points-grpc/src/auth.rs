@@ -470,6 +470,23 @@ mod tests {
     }
 
     #[test]
+    fn disclosure_reads_are_public_and_contents_need_an_auditor() {
+        let d = |m: &str| policy(&format!("/points.v1.Disclosure/{m}"));
+        for method in [
+            "GetCheckpoint",
+            "GetInclusionProof",
+            "GetConsistencyProof",
+            "GetPublicReport",
+        ] {
+            assert_eq!(d(method), Permission::Public, "{method}");
+        }
+        assert_eq!(d("SignCheckpoint"), Permission::Recording);
+        assert_eq!(d("GetEntryProof"), Permission::AuditRead);
+        assert_eq!(d("ExportJournal"), Permission::AuditRead);
+        assert!(!Permission::AuditRead.allows(ApiRole::Merchant, false));
+    }
+
+    #[test]
     fn secrets_name_their_key() {
         let (id, secret) = new_secret().unwrap();
         assert_eq!(secret_id(&secret), Some(id));

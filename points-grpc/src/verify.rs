@@ -1040,6 +1040,11 @@ mod tests {
 
     /// A real journal: a community, a member, a cafe, a patrol approved, then redemptions.
     fn journal() -> Vec<Entry> {
+        journal_with(None)
+    }
+
+    /// [`journal`], then the member's card code changed to `new_card`.
+    fn journal_with(new_card: Option<&str>) -> Vec<Entry> {
         let program = ProgramId::from_u128(1).unwrap();
         let admin = Actor::Admin {
             id: ActorId::from_u128(1).unwrap(),
@@ -1128,6 +1133,17 @@ mod tests {
                     member,
                     merchant: cafe,
                     amount: amount.parse().unwrap(),
+                },
+            ));
+        }
+        if let Some(card) = new_card {
+            out.push(apply(
+                &mut ledger,
+                Command::UpdateMember {
+                    id: member,
+                    kind: MemberKind::Resident,
+                    dual_registration: false,
+                    card_code: Some(card.into()),
                 },
             ));
         }
@@ -1270,6 +1286,16 @@ mod tests {
             pseudonym(&PSEUDONYM_KEY, "DH-0001")
         );
         assert_eq!(report.names.values().next().unwrap(), "Corner cafe");
+        check_report(&report, Some(&key())).unwrap();
+    }
+
+    #[test]
+    fn a_member_whose_card_changed_has_one_pseudonym_in_rows_and_ranking() {
+        let entries = journal_with(Some("DH-0100"));
+        let report = report_of(&entries, entries.len());
+        let now = pseudonym(&PSEUDONYM_KEY, "DH-0100");
+        assert!(report.rows.iter().all(|r| r.pseudonym == now));
+        assert_eq!(report.summary.ranking[0].pseudonym, now);
         check_report(&report, Some(&key())).unwrap();
     }
 

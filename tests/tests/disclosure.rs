@@ -142,6 +142,36 @@ fn checkpoints_proofs_reports_and_offline_verification() {
         read(Path::new(&f("public-proof.json")))["entry"],
         Value::Null
     );
+    // The same proof by entry id.
+    let public = read(Path::new(&f("public-proof.json")));
+    let by_id = s(&public, "entry_id");
+    cli.ok_as(
+        "",
+        &[
+            "disclosure",
+            "proof",
+            "--entry-id",
+            &by_id,
+            "--out",
+            &f("by-id.json"),
+        ],
+    );
+    assert_eq!(read(Path::new(&f("by-id.json"))), public);
+    // A period before anything happened: an empty report that still verifies.
+    cli.ok_as(
+        "",
+        &[
+            "disclosure",
+            "report",
+            "--until-ms",
+            "1",
+            "--out",
+            &f("empty-report.json"),
+        ],
+    );
+    let empty = read(Path::new(&f("empty-report.json")));
+    assert_eq!(empty["rows"], serde_json::json!([]));
+    assert_eq!(empty["summary"]["totals"]["service_points"], 0);
     // Entry contents need an auditor or admin key.
     let out = cli.run_as("", &["disclosure", "journal"]);
     assert!(!out.status.success());
@@ -202,6 +232,7 @@ fn checkpoints_proofs_reports_and_offline_verification() {
         "--journal",
         &f("journal.json"),
     ]);
+    verify(&["report", "--report", &f("empty-report.json")]);
     let ok = verify(&["report", "--report", &f("report.json")]);
     assert!(ok.contains("ok: report with"), "{ok}");
 

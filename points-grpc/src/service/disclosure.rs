@@ -684,7 +684,10 @@ mod tests {
             verify_inclusion(&log.leaf(index).unwrap(), index, n, &proof, &r).unwrap();
             proofs += 1;
         }
-        eprintln!("inclusion proof + verify: {:?} each", started.elapsed() / proofs);
+        eprintln!(
+            "inclusion proof + verify: {:?} each",
+            started.elapsed() / proofs
+        );
         let started = Instant::now();
         let mut proofs = 0u32;
         for first in (1..n).step_by(9_967) {
@@ -693,6 +696,9 @@ mod tests {
             verify_consistency(first, n, &first_root, &r, &proof).unwrap();
             proofs += 1;
         }
-        eprintln!("consistency proof + verify: {:?} each", started.elapsed() / proofs);
+        eprintln!(
+            "consistency proof + verify: {:?} each",
+            started.elapsed() / proofs
+        );
     }
 }
