@@ -48,6 +48,9 @@ pub struct Transparency {
     every: u64,
     trees: Mutex<HashMap<ProgramId, Arc<tokio::sync::Mutex<Tree>>>>,
     reports: Mutex<HashMap<ReportKey, Arc<PublicReport>>>,
+    /// Reports read the journal up to their checkpoint; anyone may ask for one, so one is
+    /// built at a time and the others wait (and then usually find it cached).
+    report_builds: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for Transparency {
@@ -118,6 +121,7 @@ impl Transparency {
             every: checkpoint_every,
             trees: Mutex::new(HashMap::new()),
             reports: Mutex::new(HashMap::new()),
+            report_builds: tokio::sync::Semaphore::new(1),
         })
     }
 
@@ -355,13 +359,23 @@ impl Transparency {
             scope.until.map(Timestamp::millis),
             size,
         );
-        if let Some(hit) = self
-            .reports
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
-        {
-            return Ok(hit.clone());
+        let cached = || {
+            self.reports
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&key)
+                .cloned()
+        };
+        if let Some(hit) = cached() {
+            return Ok(hit);
+        }
+        let _building = self
+            .report_builds
+            .acquire()
+            .await
+            .map_err(|_| status(Code::Unavailable, "UNAVAILABLE", "shutting down"))?;
+        if let Some(hit) = cached() {
+            return Ok(hit);
         }
         let pseudonym_key = self.engine.keys().pseudonym_key(program);
         let mut extractor = Extractor::new(pseudonym_key, scope);
@@ -659,8 +673,120 @@ impl DisclosureApi for DisclosureService {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use points_core::merkle::{leaf_hash, verify_consistency, verify_inclusion, MerkleLog};
+    use super::*;
+    use crate::engine::EngineOptions;
+    use crate::store::memory::MemoryStore;
+    use points_core::merkle::{
+        consistency_proof, inclusion_proof, leaf_hash, root, verify_consistency, verify_inclusion,
+    };
+    use points_core::{Actor, ActorId, Command, OrgLevel, ProgramSpec, Request, RequestId, Scale};
     use std::time::Instant;
+
+    /// An engine over a memory store with a programme of `n` entries.
+    async fn engine_with(n: u64) -> (Engine, ProgramId) {
+        let engine =
+            Engine::open_with_store(Arc::new(MemoryStore::new()), EngineOptions::default())
+                .await
+                .unwrap();
+        let program = ProgramId::from_u128(7).unwrap();
+        let admin = Actor::Admin {
+            id: ActorId::from_u128(1).unwrap(),
+        };
+        let spec = ProgramSpec::new(program, "Test", "points", Scale::new(0).unwrap());
+        let now = Timestamp::from_millis(1_790_000_000_000);
+        engine
+            .create_program(spec, RequestId::from_u128(1).unwrap(), admin, now)
+            .await
+            .unwrap();
+        for i in 1..n {
+            let request = Request {
+                request_id: RequestId::from_u128(u128::from(i) + 1).unwrap(),
+                actor: admin,
+                command: Command::CreateOrgUnit {
+                    id: OrgUnitId::from_u128(u128::from(i) + 100).unwrap(),
+                    parent: None,
+                    name: format!("Unit {i}"),
+                    level: OrgLevel::Community,
+                },
+            };
+            engine.submit_at(program, request, now).await.unwrap();
+        }
+        (engine, program)
+    }
+
+    #[tokio::test]
+    async fn checkpoints_fall_due_every_n_entries_and_proofs_match_the_tree() {
+        let (engine, program) = engine_with(8).await;
+        let leaves: Vec<TreeHash> = engine
+            .entries(program, 0, 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| entry_leaf(&e.hash()))
+            .collect();
+        let t = Transparency::new(engine.clone(), 3);
+        assert!(t.checkpoint(program, Some(2)).await.is_err());
+        t.sweep().await;
+        let key = engine.keys().public_key_hex(program);
+        for size in [3u64, 6] {
+            let c = t.checkpoint(program, Some(size)).await.unwrap();
+            c.verify(&key).unwrap();
+            assert_eq!(c.checkpoint.root, root(&leaves[..size as usize]));
+        }
+        assert_eq!(
+            t.checkpoint(program, None)
+                .await
+                .unwrap()
+                .checkpoint
+                .tree_size,
+            6
+        );
+        // On demand: the whole journal, once; asking again returns the stored one.
+        let signed = t.sign_now(program).await.unwrap();
+        assert_eq!(signed.checkpoint.tree_size, 8);
+        assert_eq!(signed.checkpoint.root, root(&leaves));
+        assert_eq!(t.sign_now(program).await.unwrap(), signed);
+        let proof = t.inclusion(program, 5, 0, true).await.unwrap();
+        assert_eq!(proof.tree_size, 8);
+        assert_eq!(proof.path, hexes(&inclusion_proof(5, &leaves).unwrap()));
+        assert!(!proof.entry.is_empty());
+        let public = t.inclusion(program, 5, 6, false).await.unwrap();
+        assert!(public.entry.is_empty() && public.prev_hash.is_empty());
+        assert_eq!(
+            public.path,
+            hexes(&inclusion_proof(5, &leaves[..6]).unwrap())
+        );
+        assert!(public.checkpoint.is_some());
+        let c = t.consistency(program, 3, 0).await.unwrap();
+        assert_eq!(c.path, hexes(&consistency_proof(3, &leaves).unwrap()));
+        // Beyond the journal: a clear status, not a panic.
+        let error = t.inclusion(program, 9, 8, false).await.unwrap_err();
+        assert_eq!(error.code(), Code::OutOfRange);
+        let error = t.consistency(program, 3, 20).await.unwrap_err();
+        assert_eq!(error.code(), Code::OutOfRange);
+        // A restarted server (fresh trees) catches up from the store and signs the
+        // checkpoint that falls due next.
+        let restarted = Transparency::new(engine.clone(), 3);
+        let request = Request {
+            request_id: RequestId::from_u128(99).unwrap(),
+            actor: Actor::Admin {
+                id: ActorId::from_u128(1).unwrap(),
+            },
+            command: Command::CreateOrgUnit {
+                id: OrgUnitId::from_u128(99).unwrap(),
+                parent: None,
+                name: "Unit 9".into(),
+                level: OrgLevel::Community,
+            },
+        };
+        engine.submit(program, request).await.unwrap();
+        restarted.sweep().await;
+        let nine = restarted.checkpoint(program, Some(9)).await.unwrap();
+        nine.verify(&key).unwrap();
+        let six = restarted.checkpoint(program, Some(6)).await.unwrap();
+        assert_eq!(six.checkpoint.root, root(&leaves[..6]));
+        engine.shutdown().await;
+    }
 
     /// How the in-memory tree scales (figures in BENCHMARKS.md): `cargo test -p points-grpc
     /// --release --lib a_million_leaves -- --ignored --nocapture`.
