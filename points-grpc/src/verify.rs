@@ -887,7 +887,9 @@ pub async fn fetch(
     program: &str,
     cmd: &DisclosureCmd,
 ) -> anyhow::Result<()> {
-    let mut client = pb::disclosure_client::DisclosureClient::new(channel);
+    // A public report carries every row with its proof (about 1.5 KB each): allow large ones.
+    let mut client = pb::disclosure_client::DisclosureClient::new(channel)
+        .max_decoding_message_size(256 * 1024 * 1024);
     let program_id = program.to_owned();
     let checkpoint_file = |pb: &pb::SignedCheckpoint| -> anyhow::Result<CheckpointFile> {
         let signed = checkpoint_from_pb(pb).map_err(|e| anyhow::anyhow!(e))?;
