@@ -120,6 +120,7 @@ pub mod model;
 pub mod money;
 pub mod program;
 pub mod rejection;
+pub mod report;
 pub mod rollup;
 pub mod settlement;
 pub mod text;

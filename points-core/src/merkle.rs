@@ -294,6 +294,170 @@ pub fn verify_consistency(
     Ok(())
 }
 
+/// Complete subtrees smaller than `2^STORED_FROM_LEVEL` leaves are not kept by
+/// [`MerkleLog`]: they are recomputed from the leaves (at most 63 hashes), which keeps the
+/// log's memory at about 1.03 times the leaves alone.
+const STORED_FROM_LEVEL: u32 = 6;
+
+/// An append-only Merkle tree that answers roots and proofs for any size up to its length
+/// in `O(log n)` hashes, without recomputing the tree.
+///
+/// It keeps every leaf and the roots of the complete, aligned subtrees of `64, 128, 256, …`
+/// leaves. Every subtree the RFC 6962 recursion visits is aligned, so each one is either
+/// stored, or small enough to hash from its leaves. A million entries take about 33 MB.
+#[derive(Clone, Debug, Default)]
+pub struct MerkleLog {
+    leaves: Vec<TreeHash>,
+    /// `upper[j][i]`: the root of leaves `i * 2^(j+6) .. (i+1) * 2^(j+6)`.
+    upper: Vec<Vec<TreeHash>>,
+}
+
+impl MerkleLog {
+    /// An empty log.
+    pub fn new() -> MerkleLog {
+        MerkleLog::default()
+    }
+
+    /// How many leaves the log holds.
+    pub fn len(&self) -> u64 {
+        self.leaves.len() as u64
+    }
+
+    /// Whether the log holds no leaf.
+    pub fn is_empty(&self) -> bool {
+        self.leaves.is_empty()
+    }
+
+    /// The leaf at `index`, if the log has it.
+    pub fn leaf(&self, index: u64) -> Option<TreeHash> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.leaves.get(i))
+            .copied()
+    }
+
+    /// Appends a leaf (already leaf-hashed, e.g. by [`entry_leaf`]).
+    pub fn push(&mut self, leaf: TreeHash) {
+        self.leaves.push(leaf);
+        let width = 1usize << STORED_FROM_LEVEL;
+        let n = self.leaves.len();
+        if n % width == 0 {
+            let completed = root(&self.leaves[n - width..]);
+            self.push_level(0, completed);
+        }
+    }
+
+    fn push_level(&mut self, level: usize, hash: TreeHash) {
+        if self.upper.len() == level {
+            self.upper.push(Vec::new());
+        }
+        let row = &mut self.upper[level];
+        row.push(hash);
+        let len = row.len();
+        if len % 2 == 0 {
+            let parent = node_hash(&row[len - 2], &row[len - 1]);
+            self.push_level(level + 1, parent);
+        }
+    }
+
+    fn size(&self, size: u64) -> Result<usize, ProofError> {
+        match usize::try_from(size) {
+            Ok(n) if n <= self.leaves.len() => Ok(n),
+            _ => Err(ProofError::SizesOutOfOrder {
+                first: size,
+                second: self.len(),
+            }),
+        }
+    }
+
+    /// The root of leaves `lo..hi`.
+    fn range_root(&self, lo: usize, hi: usize) -> TreeHash {
+        let n = hi - lo;
+        match n {
+            0 => return empty_root(),
+            1 => return self.leaves[lo],
+            _ => {}
+        }
+        if n.is_power_of_two() && lo % n == 0 {
+            let level = n.trailing_zeros();
+            if level >= STORED_FROM_LEVEL {
+                let row = (level - STORED_FROM_LEVEL) as usize;
+                if let Some(hash) = self.upper.get(row).and_then(|r| r.get(lo >> level)) {
+                    return *hash;
+                }
+            }
+        }
+        let k = split(n);
+        node_hash(&self.range_root(lo, lo + k), &self.range_root(lo + k, hi))
+    }
+
+    /// The root of the tree over the first `size` leaves.
+    pub fn root_at(&self, size: u64) -> Result<TreeHash, ProofError> {
+        let n = self.size(size)?;
+        Ok(self.range_root(0, n))
+    }
+
+    /// The inclusion proof of leaf `index` in the tree of the first `size` leaves; the
+    /// same hashes as [`inclusion_proof`] over those leaves.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<TreeHash>, ProofError> {
+        let n = self.size(size)?;
+        let m = in_range(index, size)?;
+        let mut proof = Vec::new();
+        self.range_path(m, 0, n, &mut proof);
+        Ok(proof)
+    }
+
+    fn range_path(&self, m: usize, lo: usize, hi: usize, out: &mut Vec<TreeHash>) {
+        let n = hi - lo;
+        if n <= 1 {
+            return;
+        }
+        let k = split(n);
+        if m < k {
+            self.range_path(m, lo, lo + k, out);
+            out.push(self.range_root(lo + k, hi));
+        } else {
+            self.range_path(m - k, lo + k, hi, out);
+            out.push(self.range_root(lo, lo + k));
+        }
+    }
+
+    /// The consistency proof from the tree of `first` leaves to the tree of `second`; the
+    /// same hashes as [`consistency_proof`] over the first `second` leaves.
+    pub fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<TreeHash>, ProofError> {
+        let n = self.size(second)?;
+        if first > second {
+            return Err(ProofError::SizesOutOfOrder { first, second });
+        }
+        let mut proof = Vec::new();
+        if first == 0 || first == second {
+            return Ok(proof);
+        }
+        let m =
+            usize::try_from(first).map_err(|_| ProofError::SizesOutOfOrder { first, second })?;
+        self.range_subproof(m, 0, n, true, &mut proof);
+        Ok(proof)
+    }
+
+    fn range_subproof(&self, m: usize, lo: usize, hi: usize, whole: bool, out: &mut Vec<TreeHash>) {
+        let n = hi - lo;
+        if m == n {
+            if !whole {
+                out.push(self.range_root(lo, hi));
+            }
+            return;
+        }
+        let k = split(n);
+        if m <= k {
+            self.range_subproof(m, lo, lo + k, whole, out);
+            out.push(self.range_root(lo + k, hi));
+        } else {
+            self.range_subproof(m - k, lo + k, hi, false, out);
+            out.push(self.range_root(lo, lo + k));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -404,5 +568,40 @@ mod tests {
             verify_consistency(5, 5, &a, &b, &[]),
             Err(ProofError::Mismatch(_))
         ));
+    }
+
+    #[test]
+    fn the_log_agrees_with_the_slice_functions_at_every_size() {
+        let all = leaves(300);
+        let mut log = MerkleLog::new();
+        assert_eq!(log.root_at(0).unwrap(), empty_root());
+        for leaf in &all {
+            log.push(*leaf);
+        }
+        assert!(log.root_at(301).is_err());
+        for size in [1usize, 2, 3, 63, 64, 65, 127, 128, 129, 200, 256, 257, 300] {
+            let prefix = &all[..size];
+            assert_eq!(
+                log.root_at(size as u64).unwrap(),
+                root(prefix),
+                "root {size}"
+            );
+            for index in (0..size).step_by(7).chain([size - 1]) {
+                assert_eq!(
+                    log.inclusion_proof(index as u64, size as u64).unwrap(),
+                    inclusion_proof(index as u64, prefix).unwrap(),
+                    "inclusion {index} of {size}"
+                );
+            }
+            for first in (0..=size).step_by(5).chain([size]) {
+                assert_eq!(
+                    log.consistency_proof(first as u64, size as u64).unwrap(),
+                    consistency_proof(first as u64, prefix).unwrap(),
+                    "consistency {first} to {size}"
+                );
+            }
+        }
+        assert!(log.inclusion_proof(5, 5).is_err());
+        assert!(log.consistency_proof(6, 5).is_err());
     }
 }

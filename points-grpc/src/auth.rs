@@ -114,6 +114,13 @@ pub fn policy(path: &str) -> Permission {
         ("Settlement", "SetOverBudget") => Admin,
         ("Settlement", "GetSettlementStatement" | "ListSettlements") => Read,
         ("Settlement", "Reconcile") => AuditRead,
+        // Disclosure (issue 7): what the public board reads carries no personal data.
+        (
+            "Disclosure",
+            "GetCheckpoint" | "GetInclusionProof" | "GetConsistencyProof" | "GetPublicReport",
+        ) => Public,
+        ("Disclosure", "SignCheckpoint") => Recording,
+        ("Disclosure", "GetEntryProof" | "ExportJournal") => AuditRead,
         _ => ServerAdmin,
     }
 }
@@ -480,6 +487,23 @@ mod tests {
         }
         assert!(n > 30);
         assert_eq!(policy("/grpc.health.v1.Health/Check"), Permission::Public);
+    }
+
+    #[test]
+    fn disclosure_reads_are_public_and_contents_need_an_auditor() {
+        let d = |m: &str| policy(&format!("/points.v1.Disclosure/{m}"));
+        for method in [
+            "GetCheckpoint",
+            "GetInclusionProof",
+            "GetConsistencyProof",
+            "GetPublicReport",
+        ] {
+            assert_eq!(d(method), Permission::Public, "{method}");
+        }
+        assert_eq!(d("SignCheckpoint"), Permission::Recording);
+        assert_eq!(d("GetEntryProof"), Permission::AuditRead);
+        assert_eq!(d("ExportJournal"), Permission::AuditRead);
+        assert!(!Permission::AuditRead.allows(ApiRole::Merchant, false));
     }
 
     #[test]

@@ -87,6 +87,12 @@ pub struct Args {
     /// PEM CA certificate(s) that client certificates must chain to: turns on mutual TLS.
     #[arg(long, env = "POINTS_TLS_CLIENT_CA")]
     pub tls_client_ca: Option<PathBuf>,
+    /// Entries between signed disclosure checkpoints; 0 signs only on demand [default: 1000].
+    #[arg(long, env = "POINTS_CHECKPOINT_EVERY")]
+    pub checkpoint_every: Option<u64>,
+    /// Address to serve the public board (read-only web page and JSON) on; none by default.
+    #[arg(long, env = "POINTS_BOARD_LISTEN")]
+    pub board_listen: Option<SocketAddr>,
 }
 
 /// The TOML file: the same settings, snake_case.
@@ -108,6 +114,8 @@ pub struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_client_ca: Option<PathBuf>,
+    checkpoint_every: Option<u64>,
+    board_listen: Option<SocketAddr>,
 }
 
 /// TLS settings of the gRPC port.
@@ -142,6 +150,10 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     /// TLS, when configured.
     pub tls: Option<TlsFiles>,
+    /// Entries between signed disclosure checkpoints (0: on demand only).
+    pub checkpoint_every: u64,
+    /// The public board's address, if served.
+    pub board_listen: Option<SocketAddr>,
 }
 
 impl Args {
@@ -232,6 +244,11 @@ impl Args {
                 .or(file.shutdown_grace_secs)
                 .unwrap_or(30),
             tls,
+            checkpoint_every: self
+                .checkpoint_every
+                .or(file.checkpoint_every)
+                .unwrap_or(1000),
+            board_listen: self.board_listen.or(file.board_listen),
         })
     }
 }

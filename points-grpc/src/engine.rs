@@ -902,6 +902,35 @@ impl Engine {
     pub fn inject_commit_failures(&self, count: u32) {
         self.inner.store.inject_commit_failures(count);
     }
+
+    /// Stores a signed disclosure checkpoint (a Merkle tree head, issue 7); the first one
+    /// stored for a size is kept.
+    pub async fn put_tree_head(
+        &self,
+        program: ProgramId,
+        head: &points_core::checkpoint::SignedCheckpoint,
+    ) -> Result<(), EngineError> {
+        self.program(program).await?;
+        self.inner
+            .store
+            .put_tree_head(program, head)
+            .await
+            .map_err(store_error)
+    }
+
+    /// The stored tree head of exactly `size` entries, or the largest one for `None`.
+    pub async fn tree_head(
+        &self,
+        program: ProgramId,
+        size: Option<u64>,
+    ) -> Result<Option<points_core::checkpoint::SignedCheckpoint>, EngineError> {
+        self.program(program).await?;
+        self.inner
+            .store
+            .tree_head(program, size)
+            .await
+            .map_err(store_error)
+    }
 }
 
 fn read_only_error() -> EngineError {

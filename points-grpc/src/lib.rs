@@ -15,6 +15,7 @@
 //! - [`server`], [`config`], [`metrics`]: the `points-server` binary's pieces.
 //! - [`pb`]: the generated protobuf code, compiled from the .proto files without protoc.
 pub mod auth;
+pub mod board;
 pub mod config;
 pub mod convert;
 pub mod engine;
@@ -24,3 +25,4 @@ pub mod server;
 pub mod service;
 pub mod signing;
 pub mod store;
+pub mod verify;

@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::engine::{ApiRole, Engine};
 use crate::pb;
 use crate::service::admin::AdminService;
+use crate::service::disclosure::DisclosureService;
 use crate::service::ledger::LedgerService;
 use crate::service::pos::PointOfSaleService;
 use crate::service::recording::RecordingService;
@@ -118,6 +119,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let ctx = Ctx::new(engine.clone(), keys.clone(), shutdown_rx);
+    let transparency =
+        crate::service::disclosure::Transparency::new(engine.clone(), config.checkpoint_every);
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -139,6 +142,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await;
     health_reporter
         .set_serving::<pb::reports_server::ReportsServer<ReportsService>>()
+        .await;
+    health_reporter
+        .set_serving::<pb::disclosure_server::DisclosureServer<DisclosureService>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -162,6 +168,32 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let board_task = match config.board_listen {
+        Some(addr) => {
+            let board = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the board {addr}"))?;
+            let bound = board.local_addr()?;
+            println!("board listening on http://{bound}/");
+            Some(tokio::spawn(crate::board::serve(
+                board,
+                transparency.clone(),
+            )))
+        }
+        None => None,
+    };
+    // Signs the disclosure checkpoints that fall due every checkpoint_every entries, also
+    // for entries other servers on a shared store append.
+    let checkpoint_task = (config.checkpoint_every > 0).then(|| {
+        let transparency = transparency.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                interval.tick().await;
+                transparency.sweep().await;
+            }
+        })
+    });
     println!("points-server listening on {local}");
     let _ = std::io::stdout().flush();
     tracing::info!(%local, "serving gRPC");
@@ -228,6 +260,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .add_service(pb::settlement_server::SettlementServer::new(
             crate::service::settlement::SettlementService::new(ctx.clone()),
         ))
+        .add_service(pb::disclosure_server::DisclosureServer::new(
+            DisclosureService::new(ctx.clone(), transparency.clone()),
+        ))
         // Accepted sockets get TCP_NODELAY: without it a response written in two pieces
         // (data, then trailers) waits for the client's delayed ACK, about 40 ms.
         .serve_with_incoming_shutdown(
@@ -266,6 +301,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         task.abort();
     }
     if let Some(task) = metrics_task {
+        task.abort();
+    }
+    for task in [board_task, checkpoint_task].into_iter().flatten() {
         task.abort();
     }
     engine.shutdown().await;

@@ -436,10 +436,38 @@ async fn conformance(backend: Backend) {
     );
     // The signing key lives in the store: a restart (or a second server) signs alike.
     let key = engine.keys().public_key_hex(g.program);
+    // Signed tree heads (issue 7): the first per size stays, the largest is the latest.
+    let head = |size: u64, byte: u8| {
+        points_core::checkpoint::Checkpoint {
+            program: g.program,
+            tree_size: size,
+            root: points_core::merkle::TreeHash([byte; 32]),
+            journal_head: points_core::Hash([byte; 32]),
+            issued_at: at,
+        }
+        .sign(&engine.keys().signing_key(g.program))
+    };
+    assert_eq!(engine.tree_head(g.program, None).await.unwrap(), None);
+    engine.put_tree_head(g.program, &head(4, 1)).await.unwrap();
+    engine.put_tree_head(g.program, &head(9, 2)).await.unwrap();
+    engine.put_tree_head(g.program, &head(4, 3)).await.unwrap();
+    assert_eq!(
+        engine.tree_head(g.program, Some(4)).await.unwrap(),
+        Some(head(4, 1))
+    );
+    assert_eq!(
+        engine.tree_head(g.program, None).await.unwrap(),
+        Some(head(9, 2))
+    );
+    assert_eq!(engine.tree_head(g.program, Some(5)).await.unwrap(), None);
     engine.shutdown().await;
     if !matches!(backend, Backend::Config(StoreConfig::Memory)) {
         let reopened = backend.open(options(7)).await.unwrap();
         assert_eq!(reopened.keys().public_key_hex(g.program), key);
+        assert_eq!(
+            reopened.tree_head(g.program, None).await.unwrap(),
+            Some(head(9, 2))
+        );
         reopened.shutdown().await;
     }
     eprintln!(
@@ -1031,6 +1059,23 @@ impl Store for Interfering {
     }
     fn inject_commit_failures(&self, count: u32) {
         self.inner.inject_commit_failures(count);
+    }
+    fn put_tree_head<'a>(
+        &'a self,
+        program: ProgramId,
+        head: &'a points_core::checkpoint::SignedCheckpoint,
+    ) -> points_grpc::store::BoxFuture<'a, points_grpc::store::StoreResult<()>> {
+        self.inner.put_tree_head(program, head)
+    }
+    fn tree_head(
+        &self,
+        program: ProgramId,
+        size: Option<u64>,
+    ) -> points_grpc::store::BoxFuture<
+        '_,
+        points_grpc::store::StoreResult<Option<points_core::checkpoint::SignedCheckpoint>>,
+    > {
+        self.inner.tree_head(program, size)
     }
 }
 

@@ -228,6 +228,12 @@ enum Cmd {
     /// Merchant settlement in money: funds, rates, closing periods, statements (issue 6).
     #[command(subcommand)]
     Settlement(SettlementCmd),
+    /// Check disclosed records offline, from files (no server needed).
+    #[command(subcommand)]
+    Verify(points_grpc::verify::VerifyCmd),
+    /// Fetch checkpoints, proofs, journals and public reports as files for `points verify`.
+    #[command(subcommand)]
+    Disclosure(points_grpc::verify::DisclosureCmd),
 }
 
 #[derive(clap::Args)]
@@ -950,6 +956,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Cmd::Certificate(CertificateCmd::Verify { file, public_key }) = &cli.command {
         return verify_certificate(file, public_key.as_deref(), cli.json);
     }
+    // Verification works offline: it never connects.
+    if let Cmd::Verify(cmd) = &cli.command {
+        return points_grpc::verify::run(cmd);
+    }
     let mut endpoint =
         Channel::from_shared(cli.server.clone())?.connect_timeout(Duration::from_secs(5));
     if cli.server.starts_with("https://") || cli.tls_ca.is_some() || cli.tls_cert.is_some() {
@@ -995,6 +1005,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Report(cmd) => report_cmd(&c, cmd).await,
         Cmd::Certificate(cmd) => certificate_cmd(&c, cmd).await,
         Cmd::Settlement(cmd) => settlement(&c, cmd).await,
+        Cmd::Verify(cmd) => points_grpc::verify::run(&cmd),
+        Cmd::Disclosure(cmd) => {
+            points_grpc::verify::fetch(c.channel.clone(), &c.key, &c.program()?, &cmd).await
+        }
         Cmd::Redeem {
             merchant,
             member,

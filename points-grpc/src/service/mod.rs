@@ -8,6 +8,7 @@
 //! `Submit` batches alike.
 
 pub mod admin;
+pub mod disclosure;
 pub mod ledger;
 pub mod ops;
 pub mod pos;

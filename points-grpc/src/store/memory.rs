@@ -2,6 +2,7 @@
 
 use super::{BoxFuture, Checkpoint, Faults, Store, StoreError, StoreResult, StoredEntry};
 use crate::engine::ApiKeyRecord;
+use points_core::checkpoint::SignedCheckpoint;
 use points_core::{EntryId, ProgramId};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
@@ -11,6 +12,7 @@ struct Journal {
     entries: Vec<StoredEntry>,
     by_id: HashMap<EntryId, u64>,
     checkpoints: Vec<Checkpoint>,
+    tree_heads: BTreeMap<u64, SignedCheckpoint>,
 }
 
 #[derive(Default)]
@@ -202,5 +204,33 @@ impl Store for MemoryStore {
 
     fn inject_commit_failures(&self, count: u32) {
         self.faults.set(count);
+    }
+
+    fn put_tree_head<'a>(
+        &'a self,
+        program: ProgramId,
+        head: &'a SignedCheckpoint,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        let mut state = self.lock();
+        let Some(j) = state.programs.get_mut(&program) else {
+            return ready(Err(StoreError::Unavailable("unknown programme".into())));
+        };
+        j.tree_heads
+            .entry(head.checkpoint.tree_size)
+            .or_insert_with(|| head.clone());
+        ready(Ok(()))
+    }
+
+    fn tree_head(
+        &self,
+        program: ProgramId,
+        size: Option<u64>,
+    ) -> BoxFuture<'_, StoreResult<Option<SignedCheckpoint>>> {
+        let state = self.lock();
+        let out = state.programs.get(&program).and_then(|j| match size {
+            Some(size) => j.tree_heads.get(&size).cloned(),
+            None => j.tree_heads.values().next_back().cloned(),
+        });
+        ready(Ok(out))
     }
 }

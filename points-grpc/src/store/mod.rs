@@ -15,6 +15,7 @@ pub mod postgres;
 pub mod sqlite;
 
 use crate::engine::ApiKeyRecord;
+use points_core::checkpoint::SignedCheckpoint;
 use points_core::{Entry, EntryId, Hash, ProgramId};
 use std::future::Future;
 use std::pin::Pin;
@@ -142,6 +143,23 @@ pub trait Store: Send + Sync + 'static {
     /// with the same keys (see [`crate::signing`]).
     fn server_secret(&self, candidate: [u8; 32]) -> BoxFuture<'_, StoreResult<[u8; 32]>>;
 
+    /// Stores a signed disclosure checkpoint (a Merkle tree head, issue 7; not a ledger
+    /// snapshot). The first one stored for a size is kept: storing another of the same size
+    /// writes nothing, so a stored tree head never changes.
+    fn put_tree_head<'a>(
+        &'a self,
+        program: ProgramId,
+        head: &'a SignedCheckpoint,
+    ) -> BoxFuture<'a, StoreResult<()>>;
+
+    /// The stored tree head of exactly `size` entries, or the largest one when `size` is
+    /// `None`.
+    fn tree_head(
+        &self,
+        program: ProgramId,
+        size: Option<u64>,
+    ) -> BoxFuture<'_, StoreResult<Option<SignedCheckpoint>>>;
+
     /// Test hook: the next `count` appends fail after writing (their transaction is rolled
     /// back and they report [`StoreError::Unavailable`]).
     #[doc(hidden)]
@@ -195,6 +213,17 @@ pub(crate) fn decode_entry(
         message: "request fingerprint is not 16 bytes".into(),
     })?;
     Ok(StoredEntry { entry, fingerprint })
+}
+
+/// A stored tree head's JSON text.
+pub(crate) fn tree_head_text(head: &SignedCheckpoint) -> StoreResult<String> {
+    serde_json::to_string(head).map_err(|e| StoreError::Unavailable(e.to_string()))
+}
+
+/// A tree head from its stored JSON text.
+pub(crate) fn tree_head_from(text: &str) -> StoreResult<SignedCheckpoint> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Unavailable(format!("a stored tree head is unreadable: {e}")))
 }
 
 /// The first four bytes of an entry id as an integer: a compact index key (SQLite stores it

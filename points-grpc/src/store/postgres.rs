@@ -16,6 +16,7 @@ use super::{
     decode_entry, BoxFuture, Checkpoint, Faults, Store, StoreError, StoreResult, StoredEntry,
 };
 use crate::engine::ApiKeyRecord;
+use points_core::checkpoint::SignedCheckpoint;
 use points_core::{EntryId, Hash, ProgramId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -75,6 +76,20 @@ CREATE UNIQUE INDEX api_keys_id ON api_keys (id);
 CREATE TABLE secrets (
     name TEXT NOT NULL PRIMARY KEY,
     value BYTEA NOT NULL
+);
+",
+    ),
+    (
+        3,
+        "
+-- Signed disclosure checkpoints (Merkle tree heads, issue 7), one per programme and size;
+-- not the ledger snapshots of the checkpoints table.
+CREATE TABLE tree_heads (
+    program_id BYTEA NOT NULL,
+    size BIGINT NOT NULL,
+    root BYTEA NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (program_id, size)
 );
 ",
     ),
@@ -697,5 +712,65 @@ impl Store for PostgresStore {
 
     fn inject_commit_failures(&self, count: u32) {
         self.shared.faults.set(count);
+    }
+
+    fn put_tree_head<'a>(
+        &'a self,
+        program: ProgramId,
+        head: &'a SignedCheckpoint,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        let head = head.clone();
+        self.with(move |conn| {
+            Box::pin(async move {
+                let program = id_bytes(program);
+                let size = seq_param(head.checkpoint.tree_size)?;
+                let root = head.checkpoint.root.0.to_vec();
+                let body = super::tree_head_text(&head)?;
+                // Two servers signing the same size: the first row stays.
+                conn.execute(
+                    "INSERT INTO tree_heads (program_id, size, root, body) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (program_id, size) DO NOTHING",
+                    &[&program, &size, &root, &body],
+                )
+                .await
+                .map_err(unavailable)?;
+                Ok(())
+            })
+        })
+    }
+
+    fn tree_head(
+        &self,
+        program: ProgramId,
+        size: Option<u64>,
+    ) -> BoxFuture<'_, StoreResult<Option<SignedCheckpoint>>> {
+        self.with(move |conn| {
+            Box::pin(async move {
+                let program = id_bytes(program);
+                let rows = match size {
+                    Some(size) => {
+                        let size = seq_param(size)?;
+                        conn.query(
+                            "SELECT body FROM tree_heads WHERE program_id = $1 AND size = $2",
+                            &[&program, &size],
+                        )
+                        .await
+                    }
+                    None => {
+                        conn.query(
+                            "SELECT body FROM tree_heads WHERE program_id = $1 ORDER BY size DESC LIMIT 1",
+                            &[&program],
+                        )
+                        .await
+                    }
+                }
+                .map_err(unavailable)?;
+                let Some(row) = rows.first() else {
+                    return Ok(None);
+                };
+                let text: &str = row.try_get(0).map_err(unavailable)?;
+                super::tree_head_from(text).map(Some)
+            })
+        })
     }
 }

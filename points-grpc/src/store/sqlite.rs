@@ -19,6 +19,9 @@
 //! CREATE TABLE api_keys (id BLOB PRIMARY KEY, record TEXT NOT NULL);
 //! -- The signing secret (name 'signing'): see crate::signing.
 //! CREATE TABLE secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+//! -- Signed disclosure checkpoints (Merkle tree heads, issue 7): SignedCheckpoint as JSON.
+//! CREATE TABLE tree_heads (handle INTEGER NOT NULL, size INTEGER NOT NULL,
+//!                          body TEXT NOT NULL, PRIMARY KEY (handle, size));
 //! ```
 //!
 //! The `programs` row is the journal's head: each batch's transaction advances it with
@@ -30,6 +33,7 @@ use super::{
     StoreResult, StoredEntry,
 };
 use crate::engine::ApiKeyRecord;
+use points_core::checkpoint::SignedCheckpoint;
 use points_core::{EntryId, Hash, ProgramId};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::collections::HashMap;
@@ -59,6 +63,8 @@ CREATE TABLE IF NOT EXISTS checkpoints (handle INTEGER NOT NULL, next_seq INTEGE
     head BLOB NOT NULL, snapshot BLOB NOT NULL, PRIMARY KEY (handle, next_seq));
 CREATE TABLE IF NOT EXISTS api_keys (id BLOB PRIMARY KEY, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS tree_heads (handle INTEGER NOT NULL, size INTEGER NOT NULL,
+    body TEXT NOT NULL, PRIMARY KEY (handle, size));
 INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', 1);
 ";
 
@@ -583,5 +589,60 @@ impl Store for SqliteStore {
 
     fn inject_commit_failures(&self, count: u32) {
         self.shared.faults.set(count);
+    }
+
+    fn put_tree_head<'a>(
+        &'a self,
+        program: ProgramId,
+        head: &'a SignedCheckpoint,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        let head = head.clone();
+        self.blocking(move |shared| {
+            let handle = shared
+                .handle(program)
+                .ok_or_else(|| unavailable("unknown programme"))?;
+            let size = i64::try_from(head.checkpoint.tree_size).map_err(unavailable)?;
+            let body = super::tree_head_text(&head)?;
+            shared.write(|conn| {
+                conn.execute(
+                    "INSERT OR IGNORE INTO tree_heads (handle, size, body) VALUES (?1, ?2, ?3)",
+                    params![handle, size, body],
+                )
+                .map_err(unavailable)?;
+                Ok(())
+            })
+        })
+    }
+
+    fn tree_head(
+        &self,
+        program: ProgramId,
+        size: Option<u64>,
+    ) -> BoxFuture<'_, StoreResult<Option<SignedCheckpoint>>> {
+        self.blocking(move |shared| {
+            let Some(handle) = shared.handle(program) else {
+                return Ok(None);
+            };
+            shared.read(|conn| {
+                let found: Option<String> = match size {
+                    Some(size) => {
+                        let size = i64::try_from(size).map_err(unavailable)?;
+                        conn.query_row(
+                            "SELECT body FROM tree_heads WHERE handle = ?1 AND size = ?2",
+                            params![handle, size],
+                            |r| r.get(0),
+                        )
+                    }
+                    None => conn.query_row(
+                        "SELECT body FROM tree_heads WHERE handle = ?1 ORDER BY size DESC LIMIT 1",
+                        [handle],
+                        |r| r.get(0),
+                    ),
+                }
+                .optional()
+                .map_err(unavailable)?;
+                found.as_deref().map(super::tree_head_from).transpose()
+            })
+        })
     }
 }
