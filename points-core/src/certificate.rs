@@ -16,8 +16,8 @@
 use crate::amount::{Minutes, Points, Scale};
 use crate::command::Actor;
 use crate::entry::{Entry, Event, Hash, Reversal};
-use crate::ledger::{gathering::GatheringEvent, wish::WishEvent};
 use crate::ids::{ActivityId, MemberId, OrgUnitId, ProgramId, RecordId};
+use crate::ledger::{gathering::GatheringEvent, wish::WishEvent};
 use crate::model::TimeKind;
 use crate::rollup::Period;
 use crate::time::Timestamp;

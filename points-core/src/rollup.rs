@@ -46,8 +46,8 @@
 
 use crate::amount::{Minutes, Points};
 use crate::entry::{Entry, Event, Reversal};
-use crate::ledger::{catalogue::CatalogueEvent, gathering::GatheringEvent, wish::WishEvent};
 use crate::ids::{MemberId, MerchantId, OrgUnitId, PoolId, RecordId};
+use crate::ledger::{catalogue::CatalogueEvent, gathering::GatheringEvent, wish::WishEvent};
 use crate::model::{Award, TimeKind};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};

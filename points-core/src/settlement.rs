@@ -25,10 +25,10 @@
 //! Everything here is pure: time is an argument and nothing reads a clock.
 
 use crate::amount::{Points, Scale};
-use crate::ledger::catalogue::CatalogueEvent;
 use crate::command::Actor;
 use crate::entry::{Account, Entry, EntryKind, Event, Posting, Reversal, Unit};
 use crate::ids::{EntryId, FundId, MemberId, MerchantId, OrgUnitId};
+use crate::ledger::catalogue::CatalogueEvent;
 use crate::ledger::Ledger;
 use crate::money::{round_fen, Fen, Rate, ROUNDING};
 use crate::rejection::Rejection;

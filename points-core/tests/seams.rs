@@ -65,12 +65,7 @@ fn list(fx: &mut Fx, till: Actor, merchant: MerchantId, item: ItemId, price: &st
     );
 }
 
-fn redeem_items(
-    member: MemberId,
-    merchant: MerchantId,
-    item: ItemId,
-    quantity: u32,
-) -> Command {
+fn redeem_items(member: MemberId, merchant: MerchantId, item: ItemId, quantity: u32) -> Command {
     Command::Catalogue(CatalogueCommand::RedeemItems {
         member,
         merchant,
@@ -121,7 +116,10 @@ fn cafe_with_coffee() -> Fx {
             funds: vec![fund()],
         },
     );
-    settle(&mut fx, SettlementCommand::SetOverBudget(OverBudget::Refuse));
+    settle(
+        &mut fx,
+        SettlementCommand::SetOverBudget(OverBudget::Refuse),
+    );
     set_rate(&mut fx, cafe(), "0.5");
     fx.earn(m_a(), 240);
     fx.earn(m_a(), 240);
@@ -215,7 +213,12 @@ fn item_redemptions_are_valued_budgeted_and_settled_once() {
     assert_eq!(fx.ledger.settled_points(cafe()), pts("16"));
     assert_eq!(fx.taken(cafe()), Points::ZERO);
     // Every item redemption is on exactly one statement.
-    let on_statements: Vec<EntryId> = st1.lines.iter().chain(&st2.lines).map(|l| l.entry).collect();
+    let on_statements: Vec<EntryId> = st1
+        .lines
+        .iter()
+        .chain(&st2.lines)
+        .map(|l| l.entry)
+        .collect();
     for entry in fx
         .journal
         .iter()
@@ -247,7 +250,10 @@ fn a_reversed_item_redemption_is_a_negative_line_at_its_own_rate() {
     );
     let s2 = close(&mut fx, cafe());
     let st2 = statement(&fx.ledger, &s2, &fx.journal);
-    assert_eq!(lines(&st2), vec![(LineKind::Reversal, Points::from_minor(-600), d("-300"))]);
+    assert_eq!(
+        lines(&st2),
+        vec![(LineKind::Reversal, Points::from_minor(-600), d("-300"))]
+    );
     assert_eq!(st2.lines[0].rate, Rate::new(d("0.5")).unwrap());
     assert_eq!(s2.net_points, Points::from_minor(-600));
     // Owed nets to zero over the two periods; the first was paid, so the second owes back.
@@ -285,7 +291,10 @@ fn volunteer_month(fx: &mut Fx) -> (Entry, Entry, Entry) {
             member: m_a(),
         }),
     );
-    let confirmed = fx.ok(rec_a(), Command::Wish(WishCommand::Confirm { wish: wish_id() }));
+    let confirmed = fx.ok(
+        rec_a(),
+        Command::Wish(WishCommand::Confirm { wish: wish_id() }),
+    );
     fx.ok(
         rec_a(),
         Command::Gathering(GatheringCommand::Create {
@@ -375,8 +384,14 @@ fn roll_ups_count_wishes_events_and_item_redemptions_but_not_settlements() {
     // m_a2's own 4 hours of patrol (40 points) are in community A too.
     let a = r.unit(comm_a()).unwrap();
     assert_eq!(a.own.points_earned, earned.checked_add(pts("40")).unwrap());
-    assert_eq!(a.own.credit_minutes, minutes.checked_add(Minutes::new(240)).unwrap());
-    assert_eq!(r.unit(district()).unwrap().total.points_earned, earned.checked_add(pts("40")).unwrap());
+    assert_eq!(
+        a.own.credit_minutes,
+        minutes.checked_add(Minutes::new(240)).unwrap()
+    );
+    assert_eq!(
+        r.unit(district()).unwrap().total.points_earned,
+        earned.checked_add(pts("40")).unwrap()
+    );
     let top: Vec<MemberId> = r.top(comm_a(), 2).into_iter().map(|(m, _)| m).collect();
     assert_eq!(top, vec![m_a2(), m_a()], "40 points, then 25");
     // The rice: redeemed by m_a2, at the supermarket, in community B.
@@ -394,7 +409,10 @@ fn roll_ups_count_wishes_events_and_item_redemptions_but_not_settlements() {
     let after = Rollup::compute(&fx.journal, everything(&fx)).unwrap();
     assert_eq!(after.merchant(shop()), r.merchant(shop()));
     assert_eq!(after.member(m_a2()), r.member(m_a2()));
-    assert_eq!(after.unit(district()).unwrap().total, r.unit(district()).unwrap().total);
+    assert_eq!(
+        after.unit(district()).unwrap().total,
+        r.unit(district()).unwrap().total
+    );
 
     // Reversing the wish's confirmation takes its points and hours back from community A
     // too, not only from the member.
@@ -407,13 +425,19 @@ fn roll_ups_count_wishes_events_and_item_redemptions_but_not_settlements() {
     );
     let reversed = Rollup::compute(&fx.journal, everything(&fx)).unwrap();
     let a = reversed.unit(comm_a()).unwrap();
-    assert_eq!(a.own.points_earned, event[0].points.checked_add(pts("40")).unwrap());
+    assert_eq!(
+        a.own.points_earned,
+        event[0].points.checked_add(pts("40")).unwrap()
+    );
     assert_eq!(
         a.own.credit_minutes,
         event[0].minutes.checked_add(Minutes::new(240)).unwrap()
     );
     assert_eq!(a.own.records, 2);
-    assert_eq!(reversed.member(m_a()).unwrap().points_earned, event[0].points);
+    assert_eq!(
+        reversed.member(m_a()).unwrap().points_earned,
+        event[0].points
+    );
     fx.assert_audit_clean();
 }
 
@@ -460,7 +484,10 @@ fn certificates_list_wish_and_event_records() {
     assert_eq!(c.records[0].record, event[0].record);
     // Nobody else's certificate lists them.
     let other = Certificate::build(&fx.journal, m_a2(), everything(&fx), fx.now).unwrap();
-    assert!(other.records.iter().all(|r| r.activity != patrol() || r.record != wish.record));
+    assert!(other
+        .records
+        .iter()
+        .all(|r| r.activity != patrol() || r.record != wish.record));
     assert_eq!(
         other.records.len(),
         1,

@@ -164,7 +164,9 @@ fn run(ops: &[Op], over: OverBudget) {
                     Op::Redeem { member, minor } | Op::Capture { member, minor } => {
                         (*member, *minor)
                     }
-                    Op::Items { member, quantity } => (*member, COFFEE_MINOR * i64::from(*quantity)),
+                    Op::Items { member, quantity } => {
+                        (*member, COFFEE_MINOR * i64::from(*quantity))
+                    }
                     _ => unreachable!(),
                 };
                 let minor = &minor;
@@ -218,7 +220,8 @@ fn run(ops: &[Op], over: OverBudget) {
                         .max(0);
                 let room = BUDGET_FEN - model.paid.get(&month_of(now)).copied().unwrap_or(0);
                 let over_budget = value > 0 && exposure + value > room * 1000;
-                if over == OverBudget::Refuse && matches!(op, Op::Redeem { .. } | Op::Items { .. }) {
+                if over == OverBudget::Refuse && matches!(op, Op::Redeem { .. } | Op::Items { .. })
+                {
                     assert_eq!(
                         result == Err(Rejection::FundBudgetExceeded),
                         over_budget,
