@@ -390,6 +390,10 @@ impl Ledger {
             });
         }
         let amount = Points::from_minor(total);
+        // Community funds pay for items as for any redemption: under `OverBudget::Refuse`
+        // a basket the merchant's funds cannot pay for is refused before points are checked,
+        // in the same place in the precedence as for `Command::Redeem`.
+        crate::settlement::check_spend(self, merchant, amount, at)?;
         self.ensure_available(ix, amount, at)?;
         for line in lines {
             if self.merchant_item(merchant, line.item)?.stock < line.quantity {

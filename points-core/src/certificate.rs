@@ -17,6 +17,7 @@ use crate::amount::{Minutes, Points, Scale};
 use crate::command::Actor;
 use crate::entry::{Entry, Event, Hash, Reversal};
 use crate::ids::{ActivityId, MemberId, OrgUnitId, ProgramId, RecordId};
+use crate::ledger::{gathering::GatheringEvent, wish::WishEvent};
 use crate::model::TimeKind;
 use crate::rollup::Period;
 use crate::time::Timestamp;
@@ -239,6 +240,42 @@ impl CertificateBuilder {
                     }
                 }
             }
+            // Issue 5: a wish's confirmation records and approves in one entry (recorded by
+            // the confirming recorder); an event's check-out records, its approval approves.
+            Event::Wish(event) => {
+                if let WishEvent::Confirmed { record, award, .. } = &**event {
+                    if record.member == member {
+                        self.records.insert(
+                            record.id,
+                            Recorded {
+                                record: record.clone(),
+                                recorder: *entry.actor(),
+                                award: Some((award.minutes, award.time_kind, award.points)),
+                            },
+                        );
+                    }
+                }
+            }
+            Event::Gathering(event) => match &**event {
+                GatheringEvent::CheckedOut { record, .. } if record.member == member => {
+                    self.records.insert(
+                        record.id,
+                        Recorded {
+                            record: record.clone(),
+                            recorder: *entry.actor(),
+                            award: None,
+                        },
+                    );
+                }
+                GatheringEvent::Approved { awards, .. } => {
+                    for award in awards {
+                        if let Some(r) = self.records.get_mut(&award.record) {
+                            r.award = Some((award.minutes, award.time_kind, award.points));
+                        }
+                    }
+                }
+                _ => {}
+            },
             Event::Reversed {
                 effect: Reversal::Accrual { awards },
                 ..

@@ -13,12 +13,13 @@
 //!   later: a published ranking stays true. A correction (reversal, refund) counts in the
 //!   period in which it is entered, as in any book of account, so a member's net figure for
 //!   a period can be negative when an earlier approval is reversed in it.
-//! - **Points earned and hours** come from approvals ([`Event::ServiceApproved`]) less
-//!   reversed approvals, and are attributed to the org unit where the service took place
+//! - **Points earned and hours** come from approvals ([`Event::ServiceApproved`], a
+//!   micro-wish's confirmation, an event's approval) less reversed approvals, and are attributed to the org unit where the service took place
 //!   (the record's org unit), not to the member's home: a dual-registered party member's
 //!   service counts in the community served.
-//! - **Points redeemed** are redemptions and captures less refunds and reversed spends,
-//!   attributed to the merchant and to the merchant's org unit.
+//! - **Points redeemed** are redemptions (of an amount or of catalogue items) and captures
+//!   less refunds and reversed spends, attributed to the merchant and to the merchant's org
+//!   unit. Settling a merchant's period is not a redemption and counts nowhere.
 //! - **Love-bank donations and grants** are attributed to the pool and to the pool's org
 //!   unit (and to the donor or receiver), net of reversals.
 //! - Transfers between members and expiry are not in any figure.
@@ -46,6 +47,7 @@
 use crate::amount::{Minutes, Points};
 use crate::entry::{Entry, Event, Reversal};
 use crate::ids::{MemberId, MerchantId, OrgUnitId, PoolId, RecordId};
+use crate::ledger::{catalogue::CatalogueEvent, gathering::GatheringEvent, wish::WishEvent};
 use crate::model::{Award, TimeKind};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -636,6 +638,18 @@ impl RollupBuilder {
                     r.records.insert(record.id, record.org_unit);
                 }
             }
+            // Issue 5: a wish's confirmation and an event's check-out create service
+            // records too; their approvals (and reversals) are attributed by them.
+            Event::Wish(event) => {
+                if let WishEvent::Confirmed { record, .. } = &**event {
+                    r.records.insert(record.id, record.org_unit);
+                }
+            }
+            Event::Gathering(event) => {
+                if let GatheringEvent::CheckedOut { record, .. } = &**event {
+                    r.records.insert(record.id, record.org_unit);
+                }
+            }
             _ => {}
         }
     }
@@ -693,6 +707,30 @@ impl RollupBuilder {
                 } => self.pool_move(*member, *pool, Figure::Granted(neg(amount.minor())?))?,
                 Reversal::Transfer { .. } => {}
             },
+            // Issue 5: a confirmed wish and an approved event earn points and hours like
+            // any approval; a redemption of catalogue items is a redemption. Settlement
+            // entries move points between a merchant's own accounts and count nowhere.
+            Event::Wish(event) => {
+                if let WishEvent::Confirmed { award, .. } = &**event {
+                    self.awards(std::slice::from_ref(award), 1)?;
+                }
+            }
+            Event::Gathering(event) => {
+                if let GatheringEvent::Approved { awards, .. } = &**event {
+                    self.awards(awards, 1)?;
+                }
+            }
+            Event::Catalogue(event) => {
+                if let CatalogueEvent::ItemsRedeemed {
+                    member,
+                    merchant,
+                    amount,
+                    ..
+                } = &**event
+                {
+                    self.spend(*member, *merchant, amount.minor(), true)?;
+                }
+            }
             _ => {}
         }
         Ok(())

@@ -18,7 +18,9 @@
 //!   pays. Periods are numbered from 1 and each closes once; anything written after the
 //!   close (a late refund) falls in the next period.
 //! - **Statements** ([`statement`]) list every redemption, capture, refund and reversal in a
-//!   closed period with the rate in force for it, rebuilt from the journal.
+//!   closed period with the rate in force for it, rebuilt from the journal. A redemption of
+//!   catalogue items (issue 5) is a redemption here too: valued, budget-checked and settled
+//!   like one, on its own line kind ([`LineKind::Items`]).
 //!
 //! Everything here is pure: time is an argument and nothing reads a clock.
 
@@ -26,6 +28,7 @@ use crate::amount::{Points, Scale};
 use crate::command::Actor;
 use crate::entry::{Account, Entry, EntryKind, Event, Posting, Reversal, Unit};
 use crate::ids::{EntryId, FundId, MemberId, MerchantId, OrgUnitId};
+use crate::ledger::catalogue::CatalogueEvent;
 use crate::ledger::Ledger;
 use crate::money::{round_fen, Fen, Rate, ROUNDING};
 use crate::rejection::Rejection;
@@ -90,7 +93,8 @@ pub struct Settlement {
     pub budget_month: i32,
     /// Points taken less points given back in the period: what moves to settled.
     pub net_points: Points,
-    /// Redemptions, captures, refunds and reversals in the period.
+    /// Redemptions (of an amount or of catalogue items), captures, refunds and reversals
+    /// in the period.
     pub lines: u32,
     /// The exact money of the period's entries at their rates, in fen.
     #[serde(with = "rust_decimal::serde::str")]
@@ -355,6 +359,14 @@ impl SettlementState {
                 Points::from_minor(amount.minor().wrapping_neg()),
                 origin_at.unwrap_or(entry.at()),
             ),
+            // A redemption of catalogue items (issue 5) is a spend like any other: its
+            // points moved to the merchant, so its money is owed at the rate in force.
+            Event::Catalogue(event) => match &**event {
+                CatalogueEvent::ItemsRedeemed {
+                    merchant, amount, ..
+                } => (*merchant, *amount, entry.at()),
+                _ => return,
+            },
             _ => return,
         };
         let slot = self.merchants.entry(merchant).or_default();
@@ -761,6 +773,8 @@ pub enum LineKind {
     Refund,
     /// A reversal of a redemption or capture.
     Reversal,
+    /// A redemption of catalogue items (issue 5); its points are the items' total.
+    Items,
 }
 
 impl LineKind {
@@ -771,6 +785,7 @@ impl LineKind {
             LineKind::Capture => "capture",
             LineKind::Refund => "refund",
             LineKind::Reversal => "reversal",
+            LineKind::Items => "items",
         }
     }
 }
@@ -805,7 +820,8 @@ pub struct StatementLine {
 pub struct Statement {
     /// The settlement.
     pub settlement: Settlement,
-    /// Every redemption, capture, refund and reversal in the period, in journal order.
+    /// Every redemption (of an amount or of catalogue items), capture, refund and reversal
+    /// in the period, in journal order.
     pub lines: Vec<StatementLine>,
     /// How money was rounded.
     pub rounding: String,
@@ -869,6 +885,15 @@ pub fn statement<'a>(
                 Points::from_minor(amount.minor().wrapping_neg()),
                 Some(*of),
             ),
+            Event::Catalogue(event) => match &**event {
+                CatalogueEvent::ItemsRedeemed {
+                    member,
+                    merchant,
+                    amount,
+                    ..
+                } => (LineKind::Items, *member, *merchant, *amount, None),
+                _ => continue,
+            },
             _ => continue,
         };
         if m != merchant {

@@ -1,11 +1,13 @@
-//! Property test for settlement (issue 6): random sequences of redemptions, captures, reversals,
-//! refunds, rate changes, period closes and the passing of time, checked after every step
+//! Property test for settlement (issue 6): random sequences of redemptions, captures,
+//! redemptions of catalogue items (issue 5), reversals, refunds, rate changes, period closes
+//! and the passing of time, checked after every step
 //! against an independent model that values money in integer milli-fen (no decimals):
 //!
 //! - money owed on every statement equals the sum over its entries at their rates, plus
 //!   the carried residue, rounded half to even (the model's own rounding);
-//! - every redemption, capture and refund is on exactly one statement (or still in the
-//!   open period): none settled twice, none skipped;
+//! - every redemption, capture, item redemption and refund is on exactly one statement (or
+//!   still in the open period): none settled twice, none skipped; the points a close moves
+//!   to settled are exactly the points its statement lists;
 //! - the reconciliation identity holds after every step, and the audit is clean;
 //! - no fund ever pays more than its monthly budget, and what is owed is either paid or
 //!   still deferred.
@@ -23,6 +25,7 @@ use std::collections::BTreeMap;
 enum Op {
     Redeem { member: u8, minor: i64 },
     Capture { member: u8, minor: i64 },
+    Items { member: u8, quantity: u32 },
     Refund { pick: usize, minor: i64 },
     Reverse { pick: usize },
     Rate { milli_yuan: i64 },
@@ -34,6 +37,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0u8..2, 1i64..1_500).prop_map(|(member, minor)| Op::Redeem { member, minor }),
         1 => (0u8..2, 1i64..1_500).prop_map(|(member, minor)| Op::Capture { member, minor }),
+        3 => (0u8..2, 1u32..6).prop_map(|(member, quantity)| Op::Items { member, quantity }),
         2 => (any::<usize>(), 1i64..800).prop_map(|(pick, minor)| Op::Refund { pick, minor }),
         1 => any::<usize>().prop_map(|pick| Op::Reverse { pick }),
         1 => (0i64..400).prop_map(|milli_yuan| Op::Rate { milli_yuan }),
@@ -67,6 +71,13 @@ struct Model {
 
 /// The fund's budget in fen.
 const BUDGET_FEN: i128 = 300;
+
+/// Coffee at the cafe: 1.23 points each.
+const COFFEE_MINOR: i64 = 123;
+
+fn coffee() -> ItemId {
+    ItemId::from_u128(0x701).unwrap()
+}
 
 /// The local month (UTC+8) of an instant, by the `time` crate's calendar.
 fn month_of(ms: i64) -> i32 {
@@ -133,15 +144,47 @@ fn run(ops: &[Op], over: OverBudget) {
     for member in [m_a(), m_a2()] {
         fx.earn(member, 600); // 100 points each
     }
+    fx.ok(
+        till_cafe(),
+        Command::Catalogue(CatalogueCommand::ListItem {
+            merchant: cafe(),
+            item: coffee(),
+            name: "Coffee".into(),
+            price: Amount::new(rust_decimal::Decimal::new(COFFEE_MINOR, 2)),
+            stock: 1_000_000,
+        }),
+    );
     let members = [m_a(), m_a2()];
     let mut model = Model::default();
     let mut closes: Vec<Settlement> = Vec::new();
     for op in ops {
         match op {
-            Op::Redeem { member, minor } | Op::Capture { member, minor } => {
-                let member = members[usize::from(*member)];
+            Op::Redeem { .. } | Op::Capture { .. } | Op::Items { .. } => {
+                let (member, minor) = match op {
+                    Op::Redeem { member, minor } | Op::Capture { member, minor } => {
+                        (*member, *minor)
+                    }
+                    Op::Items { member, quantity } => {
+                        (*member, COFFEE_MINOR * i64::from(*quantity))
+                    }
+                    _ => unreachable!(),
+                };
+                let minor = &minor;
+                let member = members[usize::from(member)];
                 let amount = Amount::new(rust_decimal::Decimal::new(*minor, 2));
-                let result = if matches!(op, Op::Redeem { .. }) {
+                let result = if let Op::Items { quantity, .. } = op {
+                    fx.run(
+                        till_cafe(),
+                        Command::Catalogue(CatalogueCommand::RedeemItems {
+                            member,
+                            merchant: cafe(),
+                            lines: vec![ItemLine {
+                                item: coffee(),
+                                quantity: *quantity,
+                            }],
+                        }),
+                    )
+                } else if matches!(op, Op::Redeem { .. }) {
                     fx.run(
                         till_cafe(),
                         Command::Redeem {
@@ -177,7 +220,8 @@ fn run(ops: &[Op], over: OverBudget) {
                         .max(0);
                 let room = BUDGET_FEN - model.paid.get(&month_of(now)).copied().unwrap_or(0);
                 let over_budget = value > 0 && exposure + value > room * 1000;
-                if over == OverBudget::Refuse && matches!(op, Op::Redeem { .. }) {
+                if over == OverBudget::Refuse && matches!(op, Op::Redeem { .. } | Op::Items { .. })
+                {
                     assert_eq!(
                         result == Err(Rejection::FundBudgetExceeded),
                         over_budget,
@@ -294,6 +338,10 @@ fn run(ops: &[Op], over: OverBudget) {
                     .collect();
                 assert_eq!(listed.len(), st.lines.len());
                 assert_eq!(listed, model.open, "statement lines");
+                // What moves to settled is what the statement lists (the cafe had nothing
+                // unsettled before its first period).
+                assert_eq!(st.lines_points(), s.net_points, "settled points");
+                assert_eq!(st.lines_fen(), s.exact_fen);
                 for id in model.open.keys() {
                     *model.settled.entry(*id).or_insert(0) += 1;
                 }
@@ -335,6 +383,7 @@ fn run(ops: &[Op], over: OverBudget) {
             entry.kind(),
             EntryKind::Redeemed
                 | EntryKind::HoldCaptured
+                | EntryKind::ItemsRedeemed
                 | EntryKind::Refunded
                 | EntryKind::Reversed
         ) {
