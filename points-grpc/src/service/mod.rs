@@ -15,8 +15,8 @@ pub mod pos;
 pub mod recording;
 pub mod reports;
 pub mod scope;
-pub mod volunteer;
 pub mod settlement;
+pub mod volunteer;
 
 use crate::auth::{Keys, Principal};
 use crate::convert::{engine_status, Fields};
