@@ -87,6 +87,20 @@ pub struct Args {
     /// PEM CA certificate(s) that client certificates must chain to: turns on mutual TLS.
     #[arg(long, env = "POINTS_TLS_CLIENT_CA")]
     pub tls_client_ca: Option<PathBuf>,
+    /// Calls handled at once before more are refused RESOURCE_EXHAUSTED; 0: no limit
+    /// [default: 4096].
+    #[arg(long, env = "POINTS_MAX_IN_FLIGHT")]
+    pub max_in_flight: Option<usize>,
+    /// Calls a second each API key may make on average; 0: no limit [default: 0].
+    #[arg(long, env = "POINTS_RATE_LIMIT_PER_KEY")]
+    pub rate_limit_per_key: Option<u32>,
+    /// Calls an API key may make at once before its rate applies [default: the rate].
+    #[arg(long, env = "POINTS_RATE_BURST_PER_KEY")]
+    pub rate_burst_per_key: Option<u32>,
+    /// The longest any call may take (and the deadline of calls without grpc-timeout), in
+    /// milliseconds [default: 30000].
+    #[arg(long, env = "POINTS_REQUEST_TIMEOUT_MS")]
+    pub request_timeout_ms: Option<u64>,
 }
 
 /// The TOML file: the same settings, snake_case.
@@ -108,6 +122,10 @@ pub struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_client_ca: Option<PathBuf>,
+    max_in_flight: Option<usize>,
+    rate_limit_per_key: Option<u32>,
+    rate_burst_per_key: Option<u32>,
+    request_timeout_ms: Option<u64>,
 }
 
 /// TLS settings of the gRPC port.
@@ -142,6 +160,8 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     /// TLS, when configured.
     pub tls: Option<TlsFiles>,
+    /// Load shedding and deadlines.
+    pub overload: crate::overload::OverloadOptions,
 }
 
 impl Args {
@@ -232,6 +252,30 @@ impl Args {
                 .or(file.shutdown_grace_secs)
                 .unwrap_or(30),
             tls,
+            overload: {
+                let defaults = crate::overload::OverloadOptions::default();
+                let rate_per_key = self
+                    .rate_limit_per_key
+                    .or(file.rate_limit_per_key)
+                    .unwrap_or(defaults.rate_per_key);
+                crate::overload::OverloadOptions {
+                    max_in_flight: self
+                        .max_in_flight
+                        .or(file.max_in_flight)
+                        .unwrap_or(defaults.max_in_flight),
+                    rate_per_key,
+                    burst_per_key: self
+                        .rate_burst_per_key
+                        .or(file.rate_burst_per_key)
+                        .unwrap_or(rate_per_key),
+                    request_timeout: std::time::Duration::from_millis(
+                        self.request_timeout_ms
+                            .or(file.request_timeout_ms)
+                            .unwrap_or(30_000)
+                            .max(1),
+                    ),
+                }
+            },
         })
     }
 }
