@@ -32,7 +32,7 @@ use tonic::{Code, Status};
 
 /// Members, each issued `INITIAL` points.
 const MEMBERS: usize = 12;
-const INITIAL_CENTS: i64 = 1_000_00;
+const INITIAL_CENTS: i64 = 100_000;
 /// Concurrent clients.
 const CLIENTS: usize = 6;
 /// SIGKILL-and-restart rounds.
@@ -447,7 +447,7 @@ async fn bank_checker(extra: Vec<String>) {
         }
         token = page.next_page_token;
     }
-    let seen = ctx.seen.lock().unwrap();
+    let seen = std::mem::take(&mut *ctx.seen.lock().unwrap());
     for (request, entry) in &seen.acked {
         assert_eq!(
             journal.get(request),
