@@ -15,7 +15,12 @@ fn check(text: &str, max_chars: usize) -> Result<(), Rejection> {
     // Control characters (including newlines, NUL and bidirectional overrides) make
     // published records ambiguous or unreadable, so they are refused outright.
     let bad_char = text.chars().any(|c| {
-        c.is_control() || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+        c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+            // Issue 9 (hostile input): line and paragraph separators break a published line
+            // like a newline; the Arabic letter mark is a bidi control; U+2060..U+2064 are
+            // invisible like the zero-width characters above.
+            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{061c}' | '\u{2060}'..='\u{2064}')
     });
     if text.trim().is_empty() || too_long || bad_char {
         Err(Rejection::InvalidText)
@@ -59,5 +64,19 @@ mod tests {
         assert!(check_name(&"x".repeat(MAX_NAME_CHARS + 1)).is_err());
         assert!(check_card_code("A-1234").is_ok());
         assert!(check_card_code("卡1").is_err());
+    }
+
+    #[test]
+    fn invisible_and_line_breaking_unicode_is_refused() {
+        for bad in [
+            "a\u{2028}b",
+            "a\u{2029}b",
+            "a\u{061c}b",
+            "a\u{2060}b",
+            "a\u{2064}b",
+        ] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_name("Résidence Élysée 🌸").is_ok());
     }
 }

@@ -93,6 +93,20 @@ pub struct Args {
     /// Address to serve the public board (read-only web page and JSON) on; none by default.
     #[arg(long, env = "POINTS_BOARD_LISTEN")]
     pub board_listen: Option<SocketAddr>,
+    /// Calls handled at once before more are refused RESOURCE_EXHAUSTED; 0: no limit
+    /// [default: 4096].
+    #[arg(long, env = "POINTS_MAX_IN_FLIGHT")]
+    pub max_in_flight: Option<usize>,
+    /// Calls a second each API key may make on average; 0: no limit [default: 0].
+    #[arg(long, env = "POINTS_RATE_LIMIT_PER_KEY")]
+    pub rate_limit_per_key: Option<u32>,
+    /// Calls an API key may make at once before its rate applies [default: the rate].
+    #[arg(long, env = "POINTS_RATE_BURST_PER_KEY")]
+    pub rate_burst_per_key: Option<u32>,
+    /// The longest any call may take (and the deadline of calls without grpc-timeout), in
+    /// milliseconds [default: 30000].
+    #[arg(long, env = "POINTS_REQUEST_TIMEOUT_MS")]
+    pub request_timeout_ms: Option<u64>,
 }
 
 /// The TOML file: the same settings, snake_case.
@@ -116,6 +130,10 @@ pub struct FileConfig {
     tls_client_ca: Option<PathBuf>,
     checkpoint_every: Option<u64>,
     board_listen: Option<SocketAddr>,
+    max_in_flight: Option<usize>,
+    rate_limit_per_key: Option<u32>,
+    rate_burst_per_key: Option<u32>,
+    request_timeout_ms: Option<u64>,
 }
 
 /// TLS settings of the gRPC port.
@@ -154,6 +172,8 @@ pub struct Config {
     pub checkpoint_every: u64,
     /// The public board's address, if served.
     pub board_listen: Option<SocketAddr>,
+    /// Load shedding and deadlines.
+    pub overload: crate::overload::OverloadOptions,
 }
 
 impl Args {
@@ -249,6 +269,30 @@ impl Args {
                 .or(file.checkpoint_every)
                 .unwrap_or(1000),
             board_listen: self.board_listen.or(file.board_listen),
+            overload: {
+                let defaults = crate::overload::OverloadOptions::default();
+                let rate_per_key = self
+                    .rate_limit_per_key
+                    .or(file.rate_limit_per_key)
+                    .unwrap_or(defaults.rate_per_key);
+                crate::overload::OverloadOptions {
+                    max_in_flight: self
+                        .max_in_flight
+                        .or(file.max_in_flight)
+                        .unwrap_or(defaults.max_in_flight),
+                    rate_per_key,
+                    burst_per_key: self
+                        .rate_burst_per_key
+                        .or(file.rate_burst_per_key)
+                        .unwrap_or(rate_per_key),
+                    request_timeout: std::time::Duration::from_millis(
+                        self.request_timeout_ms
+                            .or(file.request_timeout_ms)
+                            .unwrap_or(30_000)
+                            .max(1),
+                    ),
+                }
+            },
         })
     }
 }

@@ -97,6 +97,11 @@ pub fn engine_status(error: &EngineError) -> Status {
             tracing::error!(%message, "internal engine error");
             status(Code::Internal, "INTERNAL", "internal error")
         }
+        EngineError::Overloaded(message) => status(
+            Code::ResourceExhausted,
+            "OVERLOADED",
+            format!("overloaded: {message}"),
+        ),
     }
 }
 

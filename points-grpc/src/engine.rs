@@ -57,6 +57,9 @@ pub enum EngineError {
     /// A bug or a corrupt journal.
     #[error("internal: {0}")]
     Internal(String),
+    /// The programme's writer queue is full: nothing was queued. Retry later (issue 9).
+    #[error("overloaded: {0}")]
+    Overloaded(String),
 }
 
 /// Where the journals live.
@@ -658,10 +661,18 @@ impl Engine {
                 now,
                 reply,
             };
-            if queue.send(Msg::Job(job)).await.is_err() {
-                pending.push((len, None));
-            } else {
-                pending.push((len, Some(answer)));
+            // A full queue sheds the chunk rather than waiting without bound (issue 9):
+            // QUEUE_DEPTH jobs ahead of it already take the writer many batches.
+            let stopped = || EngineError::Unavailable("the programme's writer stopped".into());
+            match queue.try_send(Msg::Job(job)) {
+                Ok(()) => pending.push((len, Ok(answer))),
+                Err(mpsc::error::TrySendError::Full(_)) => pending.push((
+                    len,
+                    Err(EngineError::Overloaded(
+                        "the programme's write queue is full".into(),
+                    )),
+                )),
+                Err(mpsc::error::TrySendError::Closed(_)) => pending.push((len, Err(stopped()))),
             }
         }
         drop(queue);
@@ -669,11 +680,11 @@ impl Engine {
         for (len, answer) in pending {
             let stopped = EngineError::Unavailable("the programme's writer stopped".into());
             match answer {
-                Some(answer) => match answer.await {
+                Ok(answer) => match answer.await {
                     Ok(results) => out.extend(results),
                     Err(_) => out.extend(all_failed(len, &stopped)),
                 },
-                None => out.extend(all_failed(len, &stopped)),
+                Err(e) => out.extend(all_failed(len, &e)),
             }
         }
         out

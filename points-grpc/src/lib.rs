@@ -13,6 +13,7 @@
 //!   kept in the store.
 //! - [`convert`]: wire ↔ core conversions and the mapping of every failure to a status.
 //! - [`server`], [`config`], [`metrics`]: the `points-server` binary's pieces.
+//! - [`overload`]: load shedding (`RESOURCE_EXHAUSTED`), per-key limits and deadlines.
 //! - [`pb`]: the generated protobuf code, compiled from the .proto files without protoc.
 pub mod auth;
 pub mod board;
@@ -20,6 +21,7 @@ pub mod config;
 pub mod convert;
 pub mod engine;
 pub mod metrics;
+pub mod overload;
 pub mod pb;
 pub mod server;
 pub mod service;

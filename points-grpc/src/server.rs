@@ -236,6 +236,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let server = builder
         .layer(AuthLayer::new(keys))
+        // Inside auth, so that limits apply per authenticated key (issue 9).
+        .layer(crate::overload::OverloadLayer::new(config.overload))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(pb::point_of_sale_server::PointOfSaleServer::new(

@@ -10,6 +10,8 @@
 //! [`sqlite::SqliteStore`] (embedded, one file in a data directory) and
 //! [`postgres::PostgresStore`] (shared by several server processes).
 
+#[cfg(feature = "fault-injection")]
+pub mod faulty;
 pub mod memory;
 pub mod postgres;
 pub mod sqlite;
@@ -166,6 +168,11 @@ pub trait Store: Send + Sync + 'static {
     fn inject_commit_failures(&self, count: u32);
 }
 
+/// Crash tests (issue 9, `faulty.rs`): when set, the next commit of any store aborts the
+/// process inside its transaction, after every row is written and before `COMMIT`.
+pub(crate) static CRASH_IN_COMMIT: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 /// Test-only fault injection shared by the stores.
 #[derive(Debug, Default)]
 pub(crate) struct Faults {
@@ -177,8 +184,12 @@ impl Faults {
         self.failing_commits.store(count, Ordering::SeqCst);
     }
 
-    /// Whether this commit must fail (consumes one injected failure).
+    /// Whether this commit must fail (consumes one injected failure). Aborts the process
+    /// instead when a crash test armed [`CRASH_IN_COMMIT`].
     pub(crate) fn take(&self) -> bool {
+        if CRASH_IN_COMMIT.load(Ordering::SeqCst) {
+            std::process::abort();
+        }
         self.failing_commits
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()

@@ -147,6 +147,19 @@ impl Server {
         panic!("points-server did not stop within 10 s of SIGTERM");
     }
 
+    /// The server process's id, while it runs (issue 9: memory readings).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Kills the server with SIGKILL and reaps it (issue 9: crash tests).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Takes the data directory's temp guard, so a restarted server can reuse it.
     pub fn take_temp(&mut self) -> Option<tempfile::TempDir> {
         self._temp.take()
