@@ -619,3 +619,110 @@ async fn postgres_fault_matrix() {
         .await
         .unwrap();
 }
+
+/// The engine's writer queue is bounded: with the store stalled (a disk that stops
+/// answering), the writer holds one batch and its queue fills up; every further write is
+/// refused at once with `Overloaded` (`RESOURCE_EXHAUSTED` on the wire) instead of waiting.
+/// When the store answers again, every queued write commits, and none of the refused ones
+/// is in the journal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_store_fills_the_bounded_queue_and_the_rest_is_shed() {
+    if std::env::var("POINTS_FAULT_CHILD").is_ok() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let place = Where::Sqlite(dir.path().to_path_buf());
+    let faulty = Arc::new(FaultyStore::new(place.open().await));
+    // One request per batch, so that the queue holds exactly one job per write.
+    let engine = Engine::open_with_store(
+        faulty.clone(),
+        EngineOptions {
+            max_batch: 1,
+            snapshot_every: 1_000_000,
+        },
+    )
+    .await
+    .unwrap();
+    let seeded = common::seed(&engine, 0, 4, "100000").await;
+    faulty.arm(FaultPlan {
+        point: FaultPoint::BeforeAppend,
+        mode: FaultMode::Stall,
+        nth: 1,
+    });
+    // More writes than the queue (1,024 jobs) and the stalled batch can hold.
+    const WRITES: usize = 1_200;
+    let mut tasks = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..WRITES {
+        let r = request(
+            seeded.admin,
+            Command::Redeem {
+                member: seeded.members[i % 4],
+                merchant: seeded.merchant,
+                amount: "1".parse().unwrap(),
+            },
+        );
+        ids.push(r.request_id);
+        let engine = engine.clone();
+        let program = seeded.program;
+        tasks.push(tokio::spawn(async move { engine.submit(program, r).await }));
+    }
+    // The refused writes answer at once, while the store is still stalled.
+    let mut refused = HashSet::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let done: Vec<usize> = (0..WRITES)
+            .filter(|&i| tasks[i].is_finished() && !refused.contains(&i))
+            .collect();
+        for i in done {
+            refused.insert(i);
+        }
+        // The writer holds one job; at most 1,024 wait in the queue (a periodic tick may
+        // take one slot).
+        if refused.len() >= WRITES - 1 - 1024 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "writes were not shed");
+        tokio::task::yield_now().await;
+    }
+    assert!(refused.len() <= WRITES - 1024, "{} refused", refused.len());
+    faulty.release();
+    let mut committed = HashSet::new();
+    let mut overloaded = HashSet::new();
+    for (i, task) in tasks.into_iter().enumerate() {
+        match task.await.unwrap() {
+            Ok(_) => {
+                assert!(!refused.contains(&i), "a refused write answered success");
+                committed.insert(ids[i]);
+            }
+            Err(EngineError::Overloaded(_)) => {
+                overloaded.insert(i);
+            }
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert!(refused.is_subset(&overloaded));
+    assert!((WRITES - 1025..=WRITES - 1024).contains(&overloaded.len()));
+    let refused = overloaded;
+    assert_eq!(committed.len() + refused.len(), WRITES);
+    let seed_next = 0;
+    let journal = engine
+        .entries(seeded.program, seed_next, usize::MAX)
+        .await
+        .unwrap();
+    let in_journal: HashSet<RequestId> = journal
+        .iter()
+        .map(|e| e.request_id())
+        .filter(|id| ids.contains(id))
+        .collect();
+    assert_eq!(
+        in_journal, committed,
+        "exactly the admitted writes are durable"
+    );
+    engine.shutdown().await;
+    eprintln!(
+        "bounded queue: {WRITES} writes against a stalled store: {} shed at once, {} committed once it answered",
+        refused.len(),
+        committed.len()
+    );
+}

@@ -88,6 +88,9 @@ pub enum FaultMode {
     Fail,
     /// The process aborts.
     Crash,
+    /// The operation waits until [`FaultyStore::release`] (a disk that stops answering); used
+    /// to fill the engine's bounded writer queue.
+    Stall,
 }
 
 /// One armed fault: `mode` at the `nth` (from one) operation that passes `point`.
@@ -113,6 +116,7 @@ pub struct FaultyStore {
     appends: AtomicU64,
     checkpoints: AtomicU64,
     fired: AtomicU64,
+    gate: tokio::sync::Semaphore,
 }
 
 impl FaultyStore {
@@ -124,7 +128,14 @@ impl FaultyStore {
             appends: AtomicU64::new(0),
             checkpoints: AtomicU64::new(0),
             fired: AtomicU64::new(0),
+            gate: tokio::sync::Semaphore::new(0),
         }
+    }
+
+    /// Lets every stalled operation, and every later one, go on.
+    pub fn release(&self) {
+        self.gate
+            .add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
     }
 
     /// Arms `plan`, counting operations from now on.
@@ -156,13 +167,20 @@ impl FaultyStore {
     }
 }
 
-fn strike(mode: FaultMode, point: FaultPoint) -> StoreResult<()> {
-    match mode {
-        FaultMode::Fail => Err(super::StoreError::Unavailable(format!(
-            "injected fault at {}",
-            point.name()
-        ))),
-        FaultMode::Crash => std::process::abort(),
+impl FaultyStore {
+    async fn strike(&self, mode: FaultMode, point: FaultPoint) -> StoreResult<()> {
+        match mode {
+            FaultMode::Fail => Err(super::StoreError::Unavailable(format!(
+                "injected fault at {}",
+                point.name()
+            ))),
+            FaultMode::Crash => std::process::abort(),
+            FaultMode::Stall => {
+                // A closed semaphore cannot happen (it is never closed): go on either way.
+                let _ = self.gate.acquire().await;
+                Ok(())
+            }
+        }
     }
 }
 
@@ -202,16 +220,22 @@ impl Store for FaultyStore {
                 ],
             );
             match plan {
-                Some(p) if p.point == FaultPoint::BeforeAppend => strike(p.mode, p.point)?,
+                Some(p) if p.point == FaultPoint::BeforeAppend => {
+                    self.strike(p.mode, p.point).await?
+                }
                 Some(p) if p.point == FaultPoint::InAppendBeforeCommit => match p.mode {
                     FaultMode::Fail => self.inner.inject_commit_failures(1),
                     FaultMode::Crash => arm_crash_in_commit(),
+                    // Only the store is inside its transaction: stall just before it instead.
+                    FaultMode::Stall => self.strike(p.mode, p.point).await?,
                 },
                 _ => {}
             }
             self.inner.append(program, expected_next, entries).await?;
             match plan {
-                Some(p) if p.point == FaultPoint::AfterAppendCommit => strike(p.mode, p.point),
+                Some(p) if p.point == FaultPoint::AfterAppendCommit => {
+                    self.strike(p.mode, p.point).await
+                }
                 _ => Ok(()),
             }
         })
@@ -255,11 +279,13 @@ impl Store for FaultyStore {
                 ],
             );
             if let Some(p) = plan.filter(|p| p.point == FaultPoint::BeforeCheckpoint) {
-                strike(p.mode, p.point)?;
+                self.strike(p.mode, p.point).await?;
             }
             self.inner.put_checkpoint(program, checkpoint).await?;
             match plan {
-                Some(p) if p.point == FaultPoint::AfterCheckpointCommit => strike(p.mode, p.point),
+                Some(p) if p.point == FaultPoint::AfterCheckpointCommit => {
+                    self.strike(p.mode, p.point).await
+                }
                 _ => Ok(()),
             }
         })
