@@ -11,8 +11,8 @@ use crate::pb;
 use crate::pb::admin_server::Admin;
 use points_core::{
     ActorId, Command, EntryKind, ExpiryPolicy, Ledger, MerchantId, MerchantKind, MerchantStatus,
-    MerchantView, OrgLevel, OrgUnitId, OrgUnitView, ProgramId, ProgramSpec, Rejection, Request,
-    RequestId, Scale, StarThresholds, Timestamp,
+    MerchantView, OrgLevel, OrgUnitId, OrgUnitView, ProgramId, ProgramSpec, Rejection, RequestId,
+    Scale, StarThresholds, Timestamp,
 };
 use tonic::{Code, Response, Status};
 
@@ -209,7 +209,7 @@ fn spec_from_pb(req: &pb::CreateProgramRequest) -> Result<(ProgramSpec, RequestI
 }
 
 impl AdminService {
-    /// Submits an admin command and returns the receipt.
+    /// Submits an admin command through the shared write path and returns the receipt.
     async fn write(
         &self,
         principal: &Principal,
@@ -218,22 +218,9 @@ impl AdminService {
         command: Command,
         kind: EntryKind,
     ) -> Result<pb::EntryReceipt, Status> {
-        let actor = principal.actor(program)?;
-        let applied = self
-            .ctx
-            .engine
-            .submit(
-                program,
-                Request {
-                    request_id,
-                    actor,
-                    command,
-                },
-            )
-            .await
-            .map_err(|e| engine_status(&e))?;
-        crate::metrics::global().entry_written(kind);
-        Ok(receipt(&applied, kind))
+        let (receipt, _) =
+            super::ops::write(&self.ctx, principal, program, request_id, command, kind).await?;
+        Ok(receipt)
     }
 
     fn merchant(&self, program: ProgramId, id: MerchantId) -> Result<pb::Merchant, Status> {

@@ -483,7 +483,7 @@ fn define_activity(f: &mut Fields, r: &pb::DefineActivityRequest) -> Option<Comm
 }
 
 /// The entry that answers an applied request (read back for a duplicate).
-async fn entry_of(ctx: &Ctx, program: ProgramId, applied: &Applied) -> Result<Entry, Status> {
+pub async fn entry_of(ctx: &Ctx, program: ProgramId, applied: &Applied) -> Result<Entry, Status> {
     match applied {
         Applied::New(entry) => Ok(entry.clone()),
         Applied::Duplicate { id, .. } => ctx
@@ -691,13 +691,53 @@ pub async fn run(ctx: &Ctx, principal: &Principal, op: Op) -> Result<Res, Status
         ctx.ensure(program).await?;
     }
     let prepared = prepare(ctx, principal, None, &op)?;
+    let applied = submit(
+        ctx,
+        prepared.program,
+        prepared.request.clone(),
+        prepared.kind,
+    )
+    .await?;
+    respond(ctx, &op, &prepared, &applied).await
+}
+
+/// Submits one core request and counts the entry it writes: the single submission every
+/// unary write shares.
+async fn submit(
+    ctx: &Ctx,
+    program: ProgramId,
+    request: Request,
+    kind: EntryKind,
+) -> Result<Applied, Status> {
     let applied = ctx
         .engine
-        .submit(prepared.program, prepared.request.clone())
+        .submit(program, request)
         .await
         .map_err(|e| engine_status(&e))?;
-    crate::metrics::global().entry_written(prepared.kind);
-    respond(ctx, &op, &prepared, &applied).await
+    crate::metrics::global().entry_written(kind);
+    Ok(applied)
+}
+
+/// Submits `command` as `principal` and returns the wire receipt and what the engine
+/// applied. Services whose write does not come from a `Submit` operation (admin,
+/// settlement, volunteering) call this rather than the engine, so every unary write takes
+/// the same path.
+pub async fn write(
+    ctx: &Ctx,
+    principal: &Principal,
+    program: ProgramId,
+    request_id: RequestId,
+    command: Command,
+    kind: EntryKind,
+) -> Result<(pb::EntryReceipt, Applied), Status> {
+    let actor = principal.actor(program)?;
+    let request = Request {
+        request_id,
+        actor,
+        command,
+    };
+    let applied = submit(ctx, program, request, kind).await?;
+    Ok((receipt(&applied, kind), applied))
 }
 
 /// Runs a batch: every operation is prepared, the valid ones submitted together, and one

@@ -9,15 +9,14 @@
 use super::{caller, Ctx};
 use crate::auth::{Principal, Scope};
 use crate::convert::{
-    engine_status, points_str, receipt, rejection_status, timestamp_from_pb, timestamp_to_pb,
-    Fields,
+    engine_status, points_str, rejection_status, timestamp_from_pb, timestamp_to_pb, Fields,
 };
 use crate::pb;
 use crate::pb::settlement_server::Settlement as SettlementApi;
 use points_core::settlement::{fen_to_yuan_exact, Flows};
 use points_core::{
     reconcile, statement, Command, Entry, EntryId, EntryKind, FundId, Ledger, MerchantId,
-    OrgUnitId, OverBudget, Points, ProgramId, Rejection, Request, RequestId, Scale, Settlement,
+    OrgUnitId, OverBudget, Points, ProgramId, Rejection, RequestId, Scale, Settlement,
     SettlementCommand, Statement,
 };
 use tonic::{Response, Status};
@@ -36,6 +35,7 @@ impl SettlementService {
         SettlementService { ctx }
     }
 
+    /// Submits a settlement command through the shared write path and returns the receipt.
     async fn write(
         &self,
         principal: &Principal,
@@ -44,22 +44,10 @@ impl SettlementService {
         command: SettlementCommand,
         kind: EntryKind,
     ) -> Result<pb::EntryReceipt, Status> {
-        let actor = principal.actor(program)?;
-        let applied = self
-            .ctx
-            .engine
-            .submit(
-                program,
-                Request {
-                    request_id,
-                    actor,
-                    command: Command::Settlement(command),
-                },
-            )
-            .await
-            .map_err(|e| engine_status(&e))?;
-        crate::metrics::global().entry_written(kind);
-        Ok(receipt(&applied, kind))
+        let command = Command::Settlement(command);
+        let (receipt, _) =
+            super::ops::write(&self.ctx, principal, program, request_id, command, kind).await?;
+        Ok(receipt)
     }
 
     /// Journal entries `from .. to`, read in pages from the store.

@@ -8,16 +8,13 @@
 
 use super::{caller, Ctx};
 use crate::auth::{Principal, Scope};
-use crate::convert::{
-    engine_status, points_str, receipt, rejection_status, status, timestamp_to_pb, Fields,
-};
+use crate::convert::{points_str, rejection_status, status, timestamp_to_pb, Fields};
 use crate::pb;
 use crate::pb::volunteering_server::Volunteering;
 use points_core::{
     Applied, CatalogueCommand, CatalogueEvent, Command, EntryKind, Event, GatheringCommand,
     GatheringId, GatheringView, ItemId, ItemLine, ItemView, Ledger, MemberId, MerchantId,
-    ProgramId, Rejection, Request, RequestId, Scale, Timestamp, WishCommand, WishId, WishStatus,
-    WishView,
+    ProgramId, Rejection, RequestId, Scale, Timestamp, WishCommand, WishId, WishStatus, WishView,
 };
 use tonic::{Code, Response, Status};
 
@@ -32,7 +29,8 @@ impl VolunteerService {
         VolunteerService { ctx }
     }
 
-    /// Submits one command for `principal` and returns its receipt and outcome.
+    /// Submits one command through the shared write path and returns its receipt and
+    /// outcome.
     async fn write(
         &self,
         principal: &Principal,
@@ -41,22 +39,7 @@ impl VolunteerService {
         command: Command,
         kind: EntryKind,
     ) -> Result<(pb::EntryReceipt, Applied), Status> {
-        let actor = principal.actor(program)?;
-        let applied = self
-            .ctx
-            .engine
-            .submit(
-                program,
-                Request {
-                    request_id,
-                    actor,
-                    command,
-                },
-            )
-            .await
-            .map_err(|e| engine_status(&e))?;
-        crate::metrics::global().entry_written(kind);
-        Ok((receipt(&applied, kind), applied))
+        super::ops::write(&self.ctx, principal, program, request_id, command, kind).await
     }
 
     fn fields(&self, program: ProgramId) -> Result<Fields, Status> {
@@ -105,10 +88,7 @@ impl VolunteerService {
         command: Option<WishCommand>,
         f: &Fields,
     ) -> Result<Response<pb::WishResponse>, Status> {
-        f.finish()?;
-        let (Some(request_id), Some(command)) = (request_id, command) else {
-            return Err(f.status());
-        };
+        let (request_id, command) = ready(f, request_id, command)?;
         let id = match &command {
             WishCommand::Post { id, .. } => *id,
             WishCommand::Claim { wish, .. }
@@ -142,10 +122,7 @@ impl VolunteerService {
         command: Option<GatheringCommand>,
         f: &Fields,
     ) -> Result<Response<pb::GatheringResponse>, Status> {
-        f.finish()?;
-        let (Some(request_id), Some(command)) = (request_id, command) else {
-            return Err(f.status());
-        };
+        let (request_id, command) = ready(f, request_id, command)?;
         let (id, kind) = match &command {
             GatheringCommand::Create { id, .. } => (*id, EntryKind::GatheringCreated),
             GatheringCommand::CheckIn { gathering, .. } => {
@@ -180,10 +157,7 @@ impl VolunteerService {
         command: Option<CatalogueCommand>,
         f: &Fields,
     ) -> Result<Response<pb::ItemResponse>, Status> {
-        f.finish()?;
-        let (Some(request_id), Some(command)) = (request_id, command) else {
-            return Err(f.status());
-        };
+        let (request_id, command) = ready(f, request_id, command)?;
         let (item, kind) = match &command {
             CatalogueCommand::ListItem { item, .. } => (*item, EntryKind::ItemListed),
             CatalogueCommand::Restock { item, .. } => (*item, EntryKind::ItemRestocked),
@@ -223,6 +197,16 @@ impl VolunteerService {
             Scope::Merchant(_) => false,
         })
     }
+}
+
+/// The request id and command once every field is valid, or the fields' violations.
+fn ready<C>(
+    f: &Fields,
+    request_id: Option<RequestId>,
+    command: Option<C>,
+) -> Result<(RequestId, C), Status> {
+    f.finish()?;
+    request_id.zip(command).ok_or_else(|| f.status())
 }
 
 fn not_found(what: &str) -> Status {
@@ -660,16 +644,7 @@ impl Volunteering for VolunteerService {
                 EntryKind::ItemsRedeemed,
             )
             .await?;
-        let entry = match applied {
-            Applied::New(entry) => entry,
-            Applied::Duplicate { id, .. } => self
-                .ctx
-                .engine
-                .entry_by_id(program, id)
-                .await
-                .map_err(|e| engine_status(&e))?
-                .ok_or_else(|| Status::internal("the original entry is missing"))?,
-        };
+        let entry = super::ops::entry_of(&self.ctx, program, &applied).await?;
         let Event::Catalogue(event) = entry.event() else {
             return Err(Status::internal("unexpected entry"));
         };
