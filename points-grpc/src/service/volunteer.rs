@@ -114,6 +114,41 @@ impl VolunteerService {
         }))
     }
 
+    /// A wish write that names a wish and a member (claim, fulfil).
+    async fn wish_member_write(
+        &self,
+        principal: &Principal,
+        program: ProgramId,
+        request_id: &str,
+        wish_id: &str,
+        member: Option<&pb::MemberRef>,
+        make: fn(WishId, MemberId) -> WishCommand,
+    ) -> Result<Response<pb::WishResponse>, Status> {
+        let mut f = self.fields(program)?;
+        let request_id = f.id("request_id", request_id);
+        let wish = f.id("wish_id", wish_id);
+        let member = self.member(&mut f, program, member)?;
+        let command = wish.zip(member).map(|(wish, member)| make(wish, member));
+        self.wish_write(principal, program, request_id, command, &f)
+            .await
+    }
+
+    /// A wish write that names only the wish (confirm, lapse).
+    async fn wish_id_write(
+        &self,
+        principal: &Principal,
+        program: ProgramId,
+        request_id: &str,
+        wish_id: &str,
+        make: fn(WishId) -> WishCommand,
+    ) -> Result<Response<pb::WishResponse>, Status> {
+        let mut f = self.fields(program)?;
+        let request_id = f.id("request_id", request_id);
+        let command = f.id("wish_id", wish_id).map(make);
+        self.wish_write(principal, program, request_id, command, &f)
+            .await
+    }
+
     async fn gathering_write(
         &self,
         principal: &Principal,
@@ -147,6 +182,27 @@ impl VolunteerService {
             receipt: Some(receipt),
             gathering: gathering.as_ref().map(gathering_to_pb),
         }))
+    }
+
+    /// A check-in or check-out: a gathering, a member and the time.
+    async fn attendance_write(
+        &self,
+        principal: &Principal,
+        program: ProgramId,
+        (request_id, gathering_id, member, time): Attendance<'_>,
+        make: fn(GatheringId, MemberId, Timestamp) -> GatheringCommand,
+    ) -> Result<Response<pb::GatheringResponse>, Status> {
+        let mut f = self.fields(program)?;
+        let request_id = f.id("request_id", request_id);
+        let gathering = f.id::<GatheringId>("gathering_id", gathering_id);
+        let member = self.member(&mut f, program, member)?;
+        let at = f.timestamp("time", time);
+        let command = match (gathering, member, at) {
+            (Some(gathering), Some(member), Some(time)) => Some(make(gathering, member, time)),
+            _ => None,
+        };
+        self.gathering_write(principal, program, request_id, command, &f)
+            .await
     }
 
     async fn item_write(
@@ -198,6 +254,14 @@ impl VolunteerService {
         })
     }
 }
+
+/// The wire fields of a check-in or check-out: request id, gathering id, member, time.
+type Attendance<'a> = (
+    &'a str,
+    &'a str,
+    Option<&'a pb::MemberRef>,
+    Option<&'a prost_types::Timestamp>,
+);
 
 /// The request id and command once every field is valid, or the fields' violations.
 fn ready<C>(
@@ -308,15 +372,16 @@ impl Volunteering for VolunteerService {
         let (principal, program) =
             caller(&self.ctx, &request, &request.get_ref().program_id).await?;
         let r = request.into_inner();
-        let mut f = self.fields(program)?;
-        let request_id = f.id("request_id", &r.request_id);
-        let wish = f.id("wish_id", &r.wish_id);
-        let member = self.member(&mut f, program, r.member.as_ref())?;
-        let command = wish
-            .zip(member)
-            .map(|(wish, member)| WishCommand::Claim { wish, member });
-        self.wish_write(&principal, program, request_id, command, &f)
-            .await
+        let make = |wish, member| WishCommand::Claim { wish, member };
+        self.wish_member_write(
+            &principal,
+            program,
+            r.request_id.as_str(),
+            &r.wish_id,
+            r.member.as_ref(),
+            make,
+        )
+        .await
     }
 
     async fn fulfil_wish(
@@ -326,15 +391,16 @@ impl Volunteering for VolunteerService {
         let (principal, program) =
             caller(&self.ctx, &request, &request.get_ref().program_id).await?;
         let r = request.into_inner();
-        let mut f = self.fields(program)?;
-        let request_id = f.id("request_id", &r.request_id);
-        let wish = f.id("wish_id", &r.wish_id);
-        let member = self.member(&mut f, program, r.member.as_ref())?;
-        let command = wish
-            .zip(member)
-            .map(|(wish, member)| WishCommand::Fulfil { wish, member });
-        self.wish_write(&principal, program, request_id, command, &f)
-            .await
+        let make = |wish, member| WishCommand::Fulfil { wish, member };
+        self.wish_member_write(
+            &principal,
+            program,
+            r.request_id.as_str(),
+            &r.wish_id,
+            r.member.as_ref(),
+            make,
+        )
+        .await
     }
 
     async fn confirm_wish(
@@ -344,12 +410,8 @@ impl Volunteering for VolunteerService {
         let (principal, program) =
             caller(&self.ctx, &request, &request.get_ref().program_id).await?;
         let r = request.into_inner();
-        let mut f = self.fields(program)?;
-        let request_id = f.id("request_id", &r.request_id);
-        let command = f
-            .id("wish_id", &r.wish_id)
-            .map(|wish| WishCommand::Confirm { wish });
-        self.wish_write(&principal, program, request_id, command, &f)
+        let make = |wish| WishCommand::Confirm { wish };
+        self.wish_id_write(&principal, program, &r.request_id, &r.wish_id, make)
             .await
     }
 
@@ -378,12 +440,8 @@ impl Volunteering for VolunteerService {
         let (principal, program) =
             caller(&self.ctx, &request, &request.get_ref().program_id).await?;
         let r = request.into_inner();
-        let mut f = self.fields(program)?;
-        let request_id = f.id("request_id", &r.request_id);
-        let command = f
-            .id("wish_id", &r.wish_id)
-            .map(|wish| WishCommand::Lapse { wish });
-        self.wish_write(&principal, program, request_id, command, &f)
+        let make = |wish| WishCommand::Lapse { wish };
+        self.wish_id_write(&principal, program, &r.request_id, &r.wish_id, make)
             .await
     }
 
@@ -450,20 +508,18 @@ impl Volunteering for VolunteerService {
         let (principal, program) =
             caller(&self.ctx, &request, &request.get_ref().program_id).await?;
         let r = request.into_inner();
-        let mut f = self.fields(program)?;
-        let request_id = f.id("request_id", &r.request_id);
-        let gathering = f.id::<GatheringId>("gathering_id", &r.gathering_id);
-        let member = self.member(&mut f, program, r.member.as_ref())?;
-        let at = f.timestamp("time", r.time.as_ref());
-        let command = match (gathering, member, at) {
-            (Some(gathering), Some(member), Some(time)) => Some(GatheringCommand::CheckIn {
-                gathering,
-                member,
-                time,
-            }),
-            _ => None,
+        let make = |gathering, member, time| GatheringCommand::CheckIn {
+            gathering,
+            member,
+            time,
         };
-        self.gathering_write(&principal, program, request_id, command, &f)
+        let fields = (
+            r.request_id.as_str(),
+            r.gathering_id.as_str(),
+            r.member.as_ref(),
+            r.time.as_ref(),
+        );
+        self.attendance_write(&principal, program, fields, make)
             .await
     }
 
@@ -474,20 +530,18 @@ impl Volunteering for VolunteerService {
         let (principal, program) =
             caller(&self.ctx, &request, &request.get_ref().program_id).await?;
         let r = request.into_inner();
-        let mut f = self.fields(program)?;
-        let request_id = f.id("request_id", &r.request_id);
-        let gathering = f.id::<GatheringId>("gathering_id", &r.gathering_id);
-        let member = self.member(&mut f, program, r.member.as_ref())?;
-        let at = f.timestamp("time", r.time.as_ref());
-        let command = match (gathering, member, at) {
-            (Some(gathering), Some(member), Some(time)) => Some(GatheringCommand::CheckOut {
-                gathering,
-                member,
-                time,
-            }),
-            _ => None,
+        let make = |gathering, member, time| GatheringCommand::CheckOut {
+            gathering,
+            member,
+            time,
         };
-        self.gathering_write(&principal, program, request_id, command, &f)
+        let fields = (
+            r.request_id.as_str(),
+            r.gathering_id.as_str(),
+            r.member.as_ref(),
+            r.time.as_ref(),
+        );
+        self.attendance_write(&principal, program, fields, make)
             .await
     }
 
