@@ -81,7 +81,7 @@ fn request_id_text(op: &Op) -> &str {
 }
 
 /// Resolves a member reference (id or card code).
-fn member_ref(
+pub fn member_ref(
     fields: &mut Fields,
     ledger: &Ledger,
     field: &str,

@@ -46,31 +46,15 @@ impl VolunteerService {
         Ok(Fields::new(Some(self.ctx.scale(program)?)))
     }
 
-    /// Resolves a member reference (id or card code).
+    /// Resolves a member reference (id or card code) the way every write does.
     fn member(
         &self,
         f: &mut Fields,
         program: ProgramId,
         member: Option<&pb::MemberRef>,
     ) -> Result<Option<MemberId>, Status> {
-        use pb::member_ref::Member;
-        match member.and_then(|m| m.member.as_ref()) {
-            None => {
-                f.violation("member", "required: member_id or card_code");
-                Ok(None)
-            }
-            Some(Member::MemberId(id)) => Ok(f.id("member.member_id", id)),
-            Some(Member::CardCode(code)) if code.is_empty() => {
-                f.violation("member.card_code", "required");
-                Ok(None)
-            }
-            Some(Member::CardCode(code)) => {
-                match self.ctx.read(program, |l| l.member_by_card(code))? {
-                    Some(id) => Ok(Some(id)),
-                    None => Err(rejection_status(&Rejection::UnknownMember)),
-                }
-            }
-        }
+        self.ctx
+            .read(program, |l| super::ops::member_ref(f, l, "member", member))?
     }
 
     fn wish(&self, program: ProgramId, id: WishId) -> Result<Option<pb::Wish>, Status> {
