@@ -11,8 +11,9 @@
 mod common;
 mod seed;
 
+use common::cli::Cli;
 use common::Server;
-use seed::{seed, Cli};
+use seed::seed;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -5,65 +5,8 @@
 
 mod common;
 
-use common::{binary, Server};
-use serde_json::Value;
-use std::process::{Command, Output};
-
-struct Cli {
-    server: String,
-    key: String,
-    program: String,
-}
-
-impl Cli {
-    fn run(&self, args: &[&str]) -> Output {
-        self.run_as(&self.key, args)
-    }
-
-    fn run_as(&self, key: &str, args: &[&str]) -> Output {
-        let mut command = Command::new(binary("points"));
-        command
-            .env_remove("POINTS_PROGRAM")
-            .env("POINTS_SERVER", &self.server)
-            .env("POINTS_API_KEY", key);
-        if !self.program.is_empty() {
-            command.env("POINTS_PROGRAM", &self.program);
-        }
-        command.args(args).output().expect("running points")
-    }
-
-    /// Runs with --json and parses stdout; panics on failure.
-    fn json(&self, args: &[&str]) -> Value {
-        self.json_as(&self.key.clone(), args)
-    }
-
-    fn json_as(&self, key: &str, args: &[&str]) -> Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        let out = self.run_as(key, &all);
-        assert!(
-            out.status.success(),
-            "points {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "points {args:?}: not JSON ({e}): {}",
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
-    }
-}
-
-fn s(v: &Value, path: &str) -> String {
-    let mut v = v;
-    for part in path.split('.') {
-        v = &v[part];
-    }
-    v.as_str()
-        .map(str::to_owned)
-        .unwrap_or_else(|| v.to_string())
-}
+use common::cli::{s, Cli};
+use common::Server;
 
 #[test]
 fn cli_walkthrough_import_and_errors() {

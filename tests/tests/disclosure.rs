@@ -9,8 +9,9 @@
 mod common;
 mod seed;
 
+use common::cli::{s, Cli};
 use common::Server;
-use seed::{s, seed, Cli};
+use seed::seed;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 

@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::grpc::{enrol, key, now_pb, org_unit};
 use common::{auth, id, reason, Clients, Server};
 use points_grpc::pb;
 use std::time::Duration;
@@ -30,94 +31,6 @@ struct World {
     member2: String,
     activity: String,
     pool: String,
-}
-
-fn now_pb(offset_ms: i64) -> prost_types::Timestamp {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-        + offset_ms;
-    prost_types::Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    }
-}
-
-async fn key(
-    c: &mut Clients,
-    admin: &str,
-    program: &str,
-    role: pb::Role,
-    org_unit: &str,
-    merchant: &str,
-) -> (String, String) {
-    let r = c
-        .admin
-        .create_api_key(auth(
-            pb::CreateApiKeyRequest {
-                program_id: program.into(),
-                role: role as i32,
-                org_unit_id: org_unit.into(),
-                merchant_id: merchant.into(),
-                label: format!("{role:?} key"),
-            },
-            admin,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    (r.secret, r.api_key.unwrap().api_key_id)
-}
-
-async fn org_unit(
-    c: &mut Clients,
-    key: &str,
-    program: &str,
-    parent: &str,
-    name: &str,
-    level: pb::OrgUnitLevel,
-) -> Result<String, tonic::Status> {
-    let unit = id();
-    c.admin
-        .create_org_unit(auth(
-            pb::CreateOrgUnitRequest {
-                request_id: id(),
-                program_id: program.into(),
-                org_unit_id: unit.clone(),
-                parent_id: parent.into(),
-                name: name.into(),
-                level: level as i32,
-            },
-            key,
-        ))
-        .await?;
-    Ok(unit)
-}
-
-async fn enrol(
-    c: &mut Clients,
-    key: &str,
-    program: &str,
-    home: &str,
-    card: &str,
-) -> Result<String, tonic::Status> {
-    let member = id();
-    c.rec
-        .enrol_member(auth(
-            pb::EnrolMemberRequest {
-                request_id: id(),
-                program_id: program.into(),
-                member_id: member.clone(),
-                org_unit_id: home.into(),
-                kind: pb::MemberKind::Resident as i32,
-                dual_registration: false,
-                card_code: card.into(),
-            },
-            key,
-        ))
-        .await?;
-    Ok(member)
 }
 
 fn redeem_req(

@@ -7,29 +7,11 @@
 
 mod common;
 
-use common::{binary, Server};
+use common::cli::{s, Cli};
+use common::Server;
 use serde_json::Value;
-use std::process::{Command, Output};
-
-struct Cli {
-    server: String,
-    key: String,
-    program: String,
-}
 
 impl Cli {
-    fn run(&self, args: &[&str]) -> Output {
-        let mut command = Command::new(binary("points"));
-        command
-            .env_remove("POINTS_PROGRAM")
-            .env("POINTS_SERVER", &self.server)
-            .env("POINTS_API_KEY", &self.key);
-        if !self.program.is_empty() {
-            command.env("POINTS_PROGRAM", &self.program);
-        }
-        command.args(args).output().expect("running points")
-    }
-
     /// Runs with --json and parses stdout, whether or not the command succeeded.
     fn json_any(&self, args: &[&str]) -> (bool, Value, String) {
         let mut all = vec!["--json"];
@@ -45,18 +27,6 @@ impl Cli {
         )
     }
 
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        let out = self.run(&all);
-        assert!(
-            out.status.success(),
-            "points {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
     fn entry_count(&self) -> usize {
         self.json(&["entries", "list", "--page-size", "1000", "--all"])["entries"]
             .as_array()
@@ -70,16 +40,6 @@ impl Cli {
             "available",
         )
     }
-}
-
-fn s(v: &Value, path: &str) -> String {
-    let mut v = v;
-    for part in path.split('.') {
-        v = &v[part];
-    }
-    v.as_str()
-        .map(str::to_owned)
-        .unwrap_or_else(|| v.to_string())
 }
 
 /// (line, reason) of every rejected row in an import's JSON report.

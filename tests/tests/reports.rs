@@ -7,69 +7,10 @@
 
 mod common;
 
+use common::cli::{s, Cli};
 use common::{binary, Server};
 use serde_json::Value;
-use std::process::{Command, Output};
-
-struct Cli {
-    server: String,
-    key: String,
-    program: String,
-}
-
-impl Cli {
-    fn run_as(&self, key: &str, args: &[&str]) -> Output {
-        let mut command = Command::new(binary("points"));
-        command
-            .env_remove("POINTS_PROGRAM")
-            .env("POINTS_SERVER", &self.server)
-            .env("POINTS_API_KEY", key);
-        if !self.program.is_empty() {
-            command.env("POINTS_PROGRAM", &self.program);
-        }
-        command.args(args).output().expect("running points")
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.run_as(&self.key, args)
-    }
-
-    fn stdout(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "points {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn json_as(&self, key: &str, args: &[&str]) -> Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        let out = self.run_as(key, &all);
-        assert!(
-            out.status.success(),
-            "points {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        self.json_as(&self.key.clone(), args)
-    }
-}
-
-fn s(v: &Value, path: &str) -> String {
-    let mut v = v;
-    for part in path.split('.') {
-        v = &v[part];
-    }
-    v.as_str()
-        .map(str::to_owned)
-        .unwrap_or_else(|| v.to_string())
-}
+use std::process::Command;
 
 /// CSV text as rows of fields (no quoted fields are expected in these reports).
 fn csv(text: &str) -> Vec<Vec<String>> {
@@ -211,7 +152,7 @@ fn rollups_rankings_certificates_and_statement_csv() {
     assert_eq!(s(&rollup["merchants"][0], "points_redeemed"), "5.00");
     assert_eq!(s(&rollup["pools"][0], "points_granted"), "2.00");
     // The same as CSV.
-    let rows = csv(&cli.stdout(&["report", "rollup", "--period", &period, "--csv"]));
+    let rows = csv(&cli.ok(&["report", "rollup", "--period", &period, "--csv"]));
     assert_eq!(
         rows[0][..5],
         [
@@ -232,7 +173,7 @@ fn rollups_rankings_certificates_and_statement_csv() {
         "10.00"
     );
     assert_eq!(csv_cell(&rows, "org_unit_id", &estate, "name"), "Lakeside");
-    let merchants = csv(&cli.stdout(&[
+    let merchants = csv(&cli.ok(&[
         "report",
         "rollup",
         "--period",
@@ -265,7 +206,7 @@ fn rollups_rankings_certificates_and_statement_csv() {
     assert_eq!(s(&members[0], "member_id"), m1);
     assert_eq!(s(&members[0], "rank"), "1");
     assert_eq!(s(&members[1], "member_id"), m2);
-    let rows = csv(&cli.stdout(&[
+    let rows = csv(&cli.ok(&[
         "report",
         "ranking",
         "--period",
@@ -421,7 +362,7 @@ fn rollups_rankings_certificates_and_statement_csv() {
     assert!(!offline(&cert_file, other).status.success());
 
     // Statement as CSV: the approval and the redemption, with running balances.
-    let rows = csv(&cli.stdout(&["statement", "--member", &m1, "--csv"]));
+    let rows = csv(&cli.ok(&["statement", "--member", &m1, "--csv"]));
     assert_eq!(
         rows[0],
         [

@@ -7,66 +7,20 @@
 
 mod common;
 
-use common::{auth, id, reason, Clients, Server};
+use common::{auth, id, pg, reason, Clients, Server};
 use points_grpc::pb;
 use tonic::Code;
 
-/// A fresh schema: the server URL (with `search_path`), the base URL and the schema name.
-async fn schema() -> Option<(String, String, String)> {
-    let base = std::env::var("POINTS_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/points_test".to_owned());
-    let connected = tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        tokio_postgres::connect(&base, tokio_postgres::NoTls),
-    )
-    .await;
-    let (client, connection) = match connected {
-        Ok(Ok(pair)) => pair,
-        other => {
-            let why = match other {
-                Ok(Err(e)) => e.to_string(),
-                _ => "timed out".to_owned(),
-            };
-            assert!(
-                std::env::var("POINTS_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "PostgreSQL is required but {base} does not answer: {why}"
-            );
-            eprintln!("no PostgreSQL at {base} ({why}): skipping");
-            return None;
-        }
-    };
-    tokio::spawn(connection);
-    let name = format!("points_e2e_{}", uuid::Uuid::new_v4().simple());
-    client
-        .batch_execute(&format!("CREATE SCHEMA {name}"))
-        .await
-        .unwrap();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    Some((
-        format!("{base}{sep}options=-csearch_path%3D{name}"),
-        base,
-        name,
-    ))
-}
-
-async fn drop_schema(base: &str, name: &str) {
-    if let Ok((client, connection)) = tokio_postgres::connect(base, tokio_postgres::NoTls).await {
-        tokio::spawn(connection);
-        let _ = client
-            .batch_execute(&format!("DROP SCHEMA {name} CASCADE"))
-            .await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_share_one_database() {
-    let Some((url, base, name)) = schema().await else {
+    let Some(schema) = pg::schema("points_e2e_").await else {
         return;
     };
+    let url = &schema.url;
     let dir = tempfile::tempdir().unwrap();
-    let a = Server::start_in(&dir.path().join("a"), &["--database-url", &url]);
+    let a = Server::start_in(&dir.path().join("a"), &["--database-url", url]);
     let admin = a.admin_key();
-    let b = Server::start_in(&dir.path().join("b"), &["--database-url", &url]);
+    let b = Server::start_in(&dir.path().join("b"), &["--database-url", url]);
     assert!(
         b.bootstrap_key.is_none(),
         "the second server finds the first's keys"
@@ -275,5 +229,5 @@ async fn two_servers_share_one_database() {
     }
     drop(a);
     drop(b);
-    drop_schema(&base, &name).await;
+    pg::drop_schema(&schema.base, &schema.name).await;
 }

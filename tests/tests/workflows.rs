@@ -6,7 +6,8 @@
 
 mod common;
 
-use common::{auth, id, reason, Server};
+use common::grpc::{community, enrol, key, member_ref, now_pb, program};
+use common::{auth, id, reason, Clients, Server};
 use pb::volunteering_client::VolunteeringClient;
 use points_grpc::pb;
 use tonic::transport::Channel;
@@ -29,87 +30,15 @@ struct World {
     patrol: String,
 }
 
-fn now_pb(offset_ms: i64) -> prost_types::Timestamp {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-        + offset_ms;
-    prost_types::Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    }
-}
-
-fn member_ref(member: &str) -> Option<pb::MemberRef> {
-    Some(pb::MemberRef {
-        member: Some(pb::member_ref::Member::MemberId(member.into())),
-    })
-}
-
-async fn key(
-    admin_client: &mut pb::admin_client::AdminClient<Channel>,
-    admin: &str,
-    program: &str,
-    role: pb::Role,
-    org_unit: &str,
-    merchant: &str,
-) -> String {
-    admin_client
-        .create_api_key(auth(
-            pb::CreateApiKeyRequest {
-                program_id: program.into(),
-                role: role as i32,
-                org_unit_id: org_unit.into(),
-                merchant_id: merchant.into(),
-                label: format!("{role:?} key"),
-            },
-            admin,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .secret
-}
-
 /// A programme with one community, a community supermarket and a cafe, a recorder key,
 /// two merchant keys, two members and a patrol activity (10 points an hour, at most 240
 /// minutes an occasion, credit time).
 async fn setup(server: &Server) -> World {
     let channel = server.channel().await;
-    let mut admin_client = pb::admin_client::AdminClient::new(channel.clone());
-    let mut rec = pb::recording_client::RecordingClient::new(channel.clone());
+    let mut c = Clients::new(channel.clone());
     let admin = server.admin_key();
-    let program = id();
-    admin_client
-        .create_program(auth(
-            pb::CreateProgramRequest {
-                request_id: id(),
-                program_id: program.clone(),
-                name: "Volunteer workflows".into(),
-                unit_name: "points".into(),
-                decimal_places: 2,
-                ..Default::default()
-            },
-            &admin,
-        ))
-        .await
-        .unwrap();
-    let community = id();
-    admin_client
-        .create_org_unit(auth(
-            pb::CreateOrgUnitRequest {
-                request_id: id(),
-                program_id: program.clone(),
-                org_unit_id: community.clone(),
-                parent_id: String::new(),
-                name: "Community A".into(),
-                level: pb::OrgUnitLevel::Community as i32,
-            },
-            &admin,
-        ))
-        .await
-        .unwrap();
+    let program = program(&mut c, &admin, "Volunteer workflows").await;
+    let community = community(&mut c, &admin, &program, "Community A").await;
     let mut merchants = Vec::new();
     for (name, kind) in [
         (
@@ -119,7 +48,7 @@ async fn setup(server: &Server) -> World {
         ("Corner cafe", pb::MerchantKind::Partner),
     ] {
         let merchant = id();
-        admin_client
+        c.admin
             .register_merchant(auth(
                 pb::RegisterMerchantRequest {
                     request_id: id(),
@@ -136,76 +65,42 @@ async fn setup(server: &Server) -> World {
         merchants.push(merchant);
     }
     let (shop, cafe) = (merchants[0].clone(), merchants[1].clone());
-    let recorder = key(
-        &mut admin_client,
-        &admin,
-        &program,
-        pb::Role::Recorder,
-        &community,
-        "",
-    )
-    .await;
-    let till_shop = key(
-        &mut admin_client,
-        &admin,
-        &program,
-        pb::Role::Merchant,
-        "",
-        &shop,
-    )
-    .await;
-    let till_cafe = key(
-        &mut admin_client,
-        &admin,
-        &program,
-        pb::Role::Merchant,
-        "",
-        &cafe,
-    )
-    .await;
+    let (recorder, _) = key(&mut c, &admin, &program, pb::Role::Recorder, &community, "").await;
+    let (till_shop, _) = key(&mut c, &admin, &program, pb::Role::Merchant, "", &shop).await;
+    let (till_cafe, _) = key(&mut c, &admin, &program, pb::Role::Merchant, "", &cafe).await;
     let mut members = Vec::new();
     for _ in 0..2 {
-        let member = id();
-        rec.enrol_member(auth(
-            pb::EnrolMemberRequest {
+        members.push(
+            enrol(&mut c, &recorder, &program, &community, "")
+                .await
+                .unwrap(),
+        );
+    }
+    let patrol = id();
+    c.rec
+        .define_activity(auth(
+            pb::DefineActivityRequest {
                 request_id: id(),
                 program_id: program.clone(),
-                member_id: member.clone(),
+                activity_id: patrol.clone(),
                 org_unit_id: community.clone(),
-                kind: pb::MemberKind::Resident as i32,
-                dual_registration: false,
-                card_code: String::new(),
+                name: "Evening patrol".into(),
+                category: "patrol".into(),
+                rule: Some(pb::ActivityRule {
+                    rule: Some(pb::activity_rule::Rule::PerHour("10".into())),
+                }),
+                coefficient: "1".into(),
+                max_minutes_per_occasion: Some(240),
+                daily_points_cap: None,
+                time_kind: pb::TimeKind::Credit as i32,
             },
             &recorder,
         ))
         .await
         .unwrap();
-        members.push(member);
-    }
-    let patrol = id();
-    rec.define_activity(auth(
-        pb::DefineActivityRequest {
-            request_id: id(),
-            program_id: program.clone(),
-            activity_id: patrol.clone(),
-            org_unit_id: community.clone(),
-            name: "Evening patrol".into(),
-            category: "patrol".into(),
-            rule: Some(pb::ActivityRule {
-                rule: Some(pb::activity_rule::Rule::PerHour("10".into())),
-            }),
-            coefficient: "1".into(),
-            max_minutes_per_occasion: Some(240),
-            daily_points_cap: None,
-            time_kind: pb::TimeKind::Credit as i32,
-        },
-        &recorder,
-    ))
-    .await
-    .unwrap();
     World {
         vol: VolunteeringClient::new(channel.clone()),
-        rec,
+        rec: c.rec,
         pos: pb::point_of_sale_client::PointOfSaleClient::new(channel.clone()),
         ledger: pb::ledger_client::LedgerClient::new(channel),
         admin,

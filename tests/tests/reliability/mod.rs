@@ -2,8 +2,9 @@
 //! `bank_checker.rs`): a programme with one community, one merchant, keys of every role,
 //! and members who each earned points, created over gRPC through the real server.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code, unused_imports)]
 
+pub use crate::common::grpc::{key, member_ref, now_pb};
 use crate::common::{auth, id, Clients};
 use points_grpc::pb;
 
@@ -21,53 +22,6 @@ pub struct World {
     pub auditor: String,
     pub activity: String,
     pub members: Vec<String>,
-}
-
-/// A member reference by id.
-pub fn member_ref(member: &str) -> Option<pb::MemberRef> {
-    Some(pb::MemberRef {
-        member: Some(pb::member_ref::Member::MemberId(member.into())),
-    })
-}
-
-/// A timestamp `offset_ms` from now.
-pub fn now_pb(offset_ms: i64) -> prost_types::Timestamp {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-        + offset_ms;
-    prost_types::Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    }
-}
-
-/// Creates an API key; returns its secret and id.
-pub async fn key(
-    c: &mut Clients,
-    admin: &str,
-    program: &str,
-    role: pb::Role,
-    org_unit: &str,
-    merchant: &str,
-) -> (String, String) {
-    let r = c
-        .admin
-        .create_api_key(auth(
-            pb::CreateApiKeyRequest {
-                program_id: program.into(),
-                role: role as i32,
-                org_unit_id: org_unit.into(),
-                merchant_id: merchant.into(),
-                label: format!("{role:?} key"),
-            },
-            admin,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    (r.secret, r.api_key.unwrap().api_key_id)
 }
 
 /// A programme (two decimal places) whose `members` members each hold `points` points.
