@@ -5,8 +5,9 @@
 
 mod common;
 
-use common::grpc::{enrol, key, now_pb, org_unit};
+use common::grpc::{activity, enrol, key, now_pb, org_unit, patrol};
 use common::{auth, id, reason, Clients, Server};
+use pb::activity_rule::Rule;
 use points_grpc::pb;
 use std::time::Duration;
 use tokio_stream::StreamExt;
@@ -163,28 +164,20 @@ async fn setup(server: &Server) -> World {
         .await
         .unwrap();
 
-    let activity = id();
-    c.rec
-        .define_activity(auth(
-            pb::DefineActivityRequest {
-                request_id: id(),
-                program_id: program.clone(),
-                activity_id: activity.clone(),
-                org_unit_id: community_a.clone(),
-                name: "Evening patrol".into(),
-                category: "patrol".into(),
-                rule: Some(pb::ActivityRule {
-                    rule: Some(pb::activity_rule::Rule::PerHour("10".into())),
-                }),
-                coefficient: "1".into(),
-                max_minutes_per_occasion: Some(240),
-                daily_points_cap: None,
-                time_kind: pb::TimeKind::Credit as i32,
-            },
-            &recorder_a,
-        ))
-        .await
-        .unwrap();
+    let activity = activity(
+        &mut c.rec,
+        &recorder_a,
+        pb::DefineActivityRequest {
+            max_minutes_per_occasion: Some(240),
+            ..patrol(
+                &program,
+                &community_a,
+                "Evening patrol",
+                Rule::PerHour("10".into()),
+            )
+        },
+    )
+    .await;
     let pool = id();
     c.rec
         .create_pool(auth(

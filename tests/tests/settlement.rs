@@ -7,8 +7,11 @@
 
 mod common;
 
-use common::grpc::{community, enrol, key, merchant, now_ms, program, ts};
+use common::grpc::{
+    activity, community, enrol, key, merchant, now_ms, patrol, program, record_and_approve, ts,
+};
 use common::{auth, binary, id, reason, Clients, Server};
+use pb::activity_rule::Rule;
 use pb::settlement_client::SettlementClient;
 use points_grpc::pb;
 use tonic::transport::Channel;
@@ -46,58 +49,20 @@ async fn setup(server: &Server) -> World {
     let member = enrol(&mut c, &recorder, &program, &community, "")
         .await
         .unwrap();
-    let activity = id();
-    c.rec
-        .define_activity(auth(
-            pb::DefineActivityRequest {
-                request_id: id(),
-                program_id: program.clone(),
-                activity_id: activity.clone(),
-                org_unit_id: community.clone(),
-                name: "Patrol".into(),
-                category: "patrol".into(),
-                rule: Some(pb::ActivityRule {
-                    rule: Some(pb::activity_rule::Rule::PerHour("10".into())),
-                }),
-                coefficient: "1".into(),
-                max_minutes_per_occasion: None,
-                daily_points_cap: None,
-                time_kind: pb::TimeKind::Credit as i32,
-            },
-            &recorder,
-        ))
-        .await
-        .unwrap();
-    let recorded = c
-        .rec
-        .record_service(auth(
-            pb::RecordServiceRequest {
-                request_id: id(),
-                program_id: program.clone(),
-                records: vec![pb::ServiceRecordInput {
-                    member_id: member.clone(),
-                    activity_id: activity,
-                    org_unit_id: community.clone(),
-                    started_at: Some(ts(now_ms() - 5 * 3_600_000)),
-                    minutes: 240,
-                }],
-            },
-            &recorder,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    c.rec
-        .approve_service(auth(
-            pb::ApproveServiceRequest {
-                request_id: id(),
-                program_id: program.clone(),
-                record_ids: recorded.records.into_iter().map(|r| r.record_id).collect(),
-            },
-            &recorder,
-        ))
-        .await
-        .unwrap();
+    let activity = activity(
+        &mut c.rec,
+        &recorder,
+        patrol(&program, &community, "Patrol", Rule::PerHour("10".into())),
+    )
+    .await;
+    let records = vec![pb::ServiceRecordInput {
+        member_id: member.clone(),
+        activity_id: activity,
+        org_unit_id: community.clone(),
+        started_at: Some(ts(now_ms() - 5 * 3_600_000)),
+        minutes: 240,
+    }];
+    record_and_approve(&mut c.rec, &recorder, &program, records).await;
     World {
         c,
         s: SettlementClient::new(channel),

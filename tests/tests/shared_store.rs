@@ -7,7 +7,11 @@
 
 mod common;
 
+use common::grpc::{
+    activity, community, enrol, merchant, now_ms, patrol, program, record_and_approve,
+};
 use common::{auth, id, pg, reason, Clients, Server};
+use pb::activity_rule::Rule;
 use points_grpc::pb;
 use tonic::Code;
 
@@ -29,125 +33,34 @@ async fn two_servers_share_one_database() {
     let mut cb = Clients::new(b.channel().await);
 
     // Set up through server A.
-    let program = id();
-    ca.admin
-        .create_program(auth(
-            pb::CreateProgramRequest {
-                request_id: id(),
-                program_id: program.clone(),
-                name: "Shared".into(),
-                unit_name: "points".into(),
-                decimal_places: 2,
-                ..Default::default()
-            },
-            &admin,
-        ))
-        .await
-        .unwrap();
-    let unit = id();
-    ca.admin
-        .create_org_unit(auth(
-            pb::CreateOrgUnitRequest {
-                request_id: id(),
-                program_id: program.clone(),
-                org_unit_id: unit.clone(),
-                parent_id: String::new(),
-                name: "Donghu".into(),
-                level: pb::OrgUnitLevel::Community as i32,
-            },
-            &admin,
-        ))
-        .await
-        .unwrap();
-    let cafe = id();
-    ca.admin
-        .register_merchant(auth(
-            pb::RegisterMerchantRequest {
-                request_id: id(),
-                program_id: program.clone(),
-                merchant_id: cafe.clone(),
-                org_unit_id: unit.clone(),
-                name: "Cafe".into(),
-                kind: pb::MerchantKind::Partner as i32,
-            },
-            &admin,
-        ))
-        .await
-        .unwrap();
-    let member = id();
-    ca.rec
-        .enrol_member(auth(
-            pb::EnrolMemberRequest {
-                request_id: id(),
-                program_id: program.clone(),
-                member_id: member.clone(),
-                org_unit_id: unit.clone(),
-                kind: pb::MemberKind::Resident as i32,
-                dual_registration: false,
-                card_code: "SH-1".into(),
-            },
-            &admin,
-        ))
+    let program = program(&mut ca, &admin, "Shared").await;
+    let unit = community(&mut ca, &admin, &program, "Donghu").await;
+    let cafe = merchant(&mut ca, &admin, &program, &unit, "Cafe").await;
+    let member = enrol(&mut ca, &admin, &program, &unit, "SH-1")
         .await
         .unwrap();
     // 20 points reach the member for one approved occasion of service.
-    let activity = id();
-    ca.rec
-        .define_activity(auth(
-            pb::DefineActivityRequest {
-                request_id: id(),
-                program_id: program.clone(),
-                activity_id: activity.clone(),
-                org_unit_id: unit.clone(),
-                name: "Patrol".into(),
-                category: "patrol".into(),
-                rule: Some(pb::ActivityRule {
-                    rule: Some(pb::activity_rule::Rule::PerOccasion("20".into())),
-                }),
-                time_kind: pb::TimeKind::Honour as i32,
-                ..Default::default()
-            },
-            &admin,
-        ))
-        .await
-        .unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let recorded = ca
-        .rec
-        .record_service(auth(
-            pb::RecordServiceRequest {
-                request_id: id(),
-                program_id: program.clone(),
-                records: vec![pb::ServiceRecordInput {
-                    member_id: member.clone(),
-                    activity_id: activity.clone(),
-                    org_unit_id: unit.clone(),
-                    started_at: Some(prost_types::Timestamp {
-                        seconds: now - 3600,
-                        nanos: 0,
-                    }),
-                    minutes: 60,
-                }],
-            },
-            &admin,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    ca.rec
-        .approve_service(auth(
-            pb::ApproveServiceRequest {
-                request_id: id(),
-                program_id: program.clone(),
-                record_ids: vec![recorded.records[0].record_id.clone()],
-            },
-            &admin,
-        ))
-        .await
-        .unwrap();
+    let activity = activity(
+        &mut ca.rec,
+        &admin,
+        pb::DefineActivityRequest {
+            coefficient: String::new(),
+            time_kind: pb::TimeKind::Honour as i32,
+            ..patrol(&program, &unit, "Patrol", Rule::PerOccasion("20".into()))
+        },
+    )
+    .await;
+    let records = vec![pb::ServiceRecordInput {
+        member_id: member.clone(),
+        activity_id: activity.clone(),
+        org_unit_id: unit.clone(),
+        started_at: Some(prost_types::Timestamp {
+            seconds: now_ms() / 1000 - 3600,
+            nanos: 0,
+        }),
+        minutes: 60,
+    }];
+    record_and_approve(&mut ca.rec, &admin, &program, records).await;
 
     // Server B serves the programme A created, with A's writes.
     let balance = |c: &mut Clients| {

@@ -6,8 +6,11 @@
 
 mod common;
 
-use common::grpc::{community, enrol, key, member_ref, now_pb, program};
+use common::grpc::{
+    activity, community, enrol, key, member_ref, now_pb, patrol, program, record_and_approve,
+};
 use common::{auth, id, reason, Clients, Server};
+use pb::activity_rule::Rule;
 use pb::volunteering_client::VolunteeringClient;
 use points_grpc::pb;
 use tonic::transport::Channel;
@@ -76,28 +79,20 @@ async fn setup(server: &Server) -> World {
                 .unwrap(),
         );
     }
-    let patrol = id();
-    c.rec
-        .define_activity(auth(
-            pb::DefineActivityRequest {
-                request_id: id(),
-                program_id: program.clone(),
-                activity_id: patrol.clone(),
-                org_unit_id: community.clone(),
-                name: "Evening patrol".into(),
-                category: "patrol".into(),
-                rule: Some(pb::ActivityRule {
-                    rule: Some(pb::activity_rule::Rule::PerHour("10".into())),
-                }),
-                coefficient: "1".into(),
-                max_minutes_per_occasion: Some(240),
-                daily_points_cap: None,
-                time_kind: pb::TimeKind::Credit as i32,
-            },
-            &recorder,
-        ))
-        .await
-        .unwrap();
+    let patrol = activity(
+        &mut c.rec,
+        &recorder,
+        pb::DefineActivityRequest {
+            max_minutes_per_occasion: Some(240),
+            ..patrol(
+                &program,
+                &community,
+                "Evening patrol",
+                Rule::PerHour("10".into()),
+            )
+        },
+    )
+    .await;
     World {
         vol: VolunteeringClient::new(channel.clone()),
         rec: c.rec,
@@ -433,36 +428,14 @@ async fn a_catalogue_redemption_takes_points_and_stock_together() {
     let server = Server::start();
     let mut w = setup(&server).await;
     // Fund the member: two hours of approved patrol, 20 points.
-    let records = w
-        .rec
-        .record_service(auth(
-            pb::RecordServiceRequest {
-                request_id: id(),
-                program_id: w.program.clone(),
-                records: vec![pb::ServiceRecordInput {
-                    member_id: w.member.clone(),
-                    activity_id: w.patrol.clone(),
-                    org_unit_id: w.community.clone(),
-                    started_at: Some(now_pb(-3 * 3_600_000)),
-                    minutes: 120,
-                }],
-            },
-            &w.recorder,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    w.rec
-        .approve_service(auth(
-            pb::ApproveServiceRequest {
-                request_id: id(),
-                program_id: w.program.clone(),
-                record_ids: vec![records.records[0].record_id.clone()],
-            },
-            &w.recorder,
-        ))
-        .await
-        .unwrap();
+    let records = vec![pb::ServiceRecordInput {
+        member_id: w.member.clone(),
+        activity_id: w.patrol.clone(),
+        org_unit_id: w.community.clone(),
+        started_at: Some(now_pb(-3 * 3_600_000)),
+        minutes: 120,
+    }];
+    record_and_approve(&mut w.rec, &w.recorder.clone(), &w.program.clone(), records).await;
 
     let item = id();
     let listed = w

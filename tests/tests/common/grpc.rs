@@ -4,7 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use super::{auth, id, Clients};
+use pb::recording_client::RecordingClient;
 use points_grpc::pb;
+use tonic::transport::Channel;
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
@@ -165,4 +167,69 @@ pub async fn enrol(
         ))
         .await?;
     Ok(member)
+}
+
+/// An activity definition with fresh ids: category "patrol", coefficient 1, credit time,
+/// no limits (callers override fields with struct update syntax).
+pub fn patrol(
+    program: &str,
+    unit: &str,
+    name: &str,
+    rule: pb::activity_rule::Rule,
+) -> pb::DefineActivityRequest {
+    pb::DefineActivityRequest {
+        request_id: id(),
+        program_id: program.into(),
+        activity_id: id(),
+        org_unit_id: unit.into(),
+        name: name.into(),
+        category: "patrol".into(),
+        rule: Some(pb::ActivityRule { rule: Some(rule) }),
+        coefficient: "1".into(),
+        max_minutes_per_occasion: None,
+        daily_points_cap: None,
+        time_kind: pb::TimeKind::Credit as i32,
+    }
+}
+
+/// Defines `request` with `key`; returns the activity id.
+pub async fn activity(
+    rec: &mut RecordingClient<Channel>,
+    key: &str,
+    request: pb::DefineActivityRequest,
+) -> String {
+    let activity = request.activity_id.clone();
+    rec.define_activity(auth(request, key)).await.unwrap();
+    activity
+}
+
+/// Records `records` with `key` and approves all of them with the same key.
+pub async fn record_and_approve(
+    rec: &mut RecordingClient<Channel>,
+    key: &str,
+    program: &str,
+    records: Vec<pb::ServiceRecordInput>,
+) {
+    let recorded = rec
+        .record_service(auth(
+            pb::RecordServiceRequest {
+                request_id: id(),
+                program_id: program.into(),
+                records,
+            },
+            key,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    rec.approve_service(auth(
+        pb::ApproveServiceRequest {
+            request_id: id(),
+            program_id: program.into(),
+            record_ids: recorded.records.into_iter().map(|r| r.record_id).collect(),
+        },
+        key,
+    ))
+    .await
+    .unwrap();
 }
