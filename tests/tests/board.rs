@@ -286,11 +286,7 @@ fn the_board_shows_a_seeded_community_and_checks_records_in_the_browser() {
         &temp.path().join("data"),
         &["--board-listen", &board_addr, "--checkpoint-every", "0"],
     );
-    let mut cli = Cli {
-        server: format!("http://{}", server.addr),
-        key: server.admin_key(),
-        program: String::new(),
-    };
+    let mut cli = Cli::admin(&server);
     let seeded = seed(&mut cli, temp.path());
     cli.ok(&["disclosure", "sign"]);
     let report_file = temp.path().join("report.json");

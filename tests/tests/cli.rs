@@ -5,96 +5,27 @@
 
 mod common;
 
-use common::cli::{s, Cli};
+use common::cli::{hours_ago_ms, s, service_csv, Cli};
 use common::Server;
 
 #[test]
 fn cli_walkthrough_import_and_errors() {
     let server = Server::start();
-    let mut cli = Cli {
-        server: format!("http://{}", server.addr),
-        key: server.admin_key(),
-        program: String::new(),
-    };
-    let created = cli.json(&[
-        "program",
-        "create",
-        "--name",
-        "CLI test",
-        "--decimal-places",
-        "2",
-    ]);
-    cli.program = s(&created, "program.program_id");
+    let mut cli = Cli::admin(&server);
+    let created = cli.create_program("CLI test", &["--decimal-places", "2"]);
     assert_eq!(s(&created, "receipt.sequence"), "0");
 
-    let unit = cli.json(&[
-        "org-unit",
-        "create",
-        "--name",
-        "Donghu",
-        "--level",
-        "community",
-    ]);
-    let community = s(&unit, "org_unit.org_unit_id");
-    let merchant = cli.json(&[
-        "merchant",
-        "register",
-        "--org-unit",
-        &community,
-        "--name",
-        "Cafe",
-    ]);
-    let cafe = s(&merchant, "merchant.merchant_id");
-    let till = s(
-        &cli.json(&[
-            "key",
-            "create",
-            "--role",
-            "merchant",
-            "--merchant",
-            &cafe,
-            "--label",
-            "till",
-        ]),
-        "secret",
-    );
-    let member = s(
-        &cli.json(&[
-            "member",
-            "enrol",
-            "--org-unit",
-            &community,
-            "--card",
-            "DH-9",
-        ]),
-        "member_id",
-    );
-    let activity = s(
-        &cli.json(&[
-            "activity",
-            "define",
-            "--org-unit",
-            &community,
-            "--name",
-            "Patrol",
-            "--per-hour",
-            "10",
-        ]),
-        "activity_id",
-    );
+    let community = cli.org_unit("Donghu", None, "community");
+    let cafe = cli.merchant(&community, "Cafe");
+    let till = cli.merchant_key(&cafe, "till");
+    let member = cli.enrol(&community, Some("DH-9"));
+    let activity = cli.activity(&community, "Patrol", &["--per-hour", "10"]);
 
     // A CSV of three records with absolute start times: 30 + 60 + 90 minutes = 30 points.
-    let start = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        - 3 * 3_600_000;
-    let mut csv = String::from("member_id,activity_id,org_unit_id,started_at,minutes\n");
-    for minutes in [30, 60, 90] {
-        csv.push_str(&format!(
-            "{member},{activity},{community},{start},{minutes}\n"
-        ));
-    }
+    let start = hours_ago_ms(3);
+    let csv = service_csv(
+        &[30, 60, 90].map(|minutes| (&*member, &*activity, &*community, start, minutes)),
+    );
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("records.csv");
     std::fs::write(&file, csv).unwrap();

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::cli::{s, Cli};
+use common::cli::{hours_ago_ms, s, Cli};
 use common::Server;
 use serde_json::Value;
 
@@ -65,69 +65,18 @@ struct Setup {
 
 fn setup() -> Setup {
     let server = Server::start();
-    let mut cli = Cli {
-        server: format!("http://{}", server.addr),
-        key: server.admin_key(),
-        program: String::new(),
-    };
-    let created = cli.json(&[
-        "program",
-        "create",
-        "--name",
-        "Import test",
-        "--decimal-places",
-        "2",
-    ]);
-    cli.program = s(&created, "program.program_id");
-    let community = s(
-        &cli.json(&[
-            "org-unit",
-            "create",
-            "--name",
-            "Donghu",
-            "--level",
-            "community",
-        ]),
-        "org_unit.org_unit_id",
-    );
-    let member = s(
-        &cli.json(&["member", "enrol", "--org-unit", &community]),
-        "member_id",
-    );
-    let patrol = s(
-        &cli.json(&[
-            "activity",
-            "define",
-            "--org-unit",
-            &community,
-            "--name",
-            "Patrol",
-            "--per-hour",
-            "10",
-        ]),
-        "activity_id",
-    );
+    let mut cli = Cli::admin(&server);
+    cli.create_program("Import test", &["--decimal-places", "2"]);
+    let community = cli.org_unit("Donghu", None, "community");
+    let member = cli.enrol(&community, None);
+    let patrol = cli.activity(&community, "Patrol", &["--per-hour", "10"]);
     // 5 points an occasion, at most 5 a day: a second clinic on one day cannot be approved.
-    let clinic = s(
-        &cli.json(&[
-            "activity",
-            "define",
-            "--org-unit",
-            &community,
-            "--name",
-            "Clinic",
-            "--per-occasion",
-            "5",
-            "--daily-cap",
-            "5",
-        ]),
-        "activity_id",
+    let clinic = cli.activity(
+        &community,
+        "Clinic",
+        &["--per-occasion", "5", "--daily-cap", "5"],
     );
-    let start_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        - 3 * 3_600_000;
+    let start_ms = hours_ago_ms(3);
     Setup {
         cli,
         member,

@@ -40,57 +40,17 @@ type Tamper = (&'static str, fn(&mut Value));
 #[test]
 fn rollups_rankings_certificates_and_statement_csv() {
     let server = Server::start();
-    let mut cli = Cli {
-        server: format!("http://{}", server.addr),
-        key: server.admin_key(),
-        program: String::new(),
-    };
-    let created = cli.json(&["program", "create", "--name", "Reports test"]);
-    cli.program = s(&created, "program.program_id");
-    let unit = |cli: &Cli, name: &str, parent: Option<&str>, level: &str| {
-        let mut args = vec!["org-unit", "create", "--name", name, "--level", level];
-        if let Some(parent) = parent {
-            args.extend(["--parent", parent]);
-        }
-        s(&cli.json(&args), "org_unit.org_unit_id")
-    };
-    let district = unit(&cli, "Wuchang", None, "district");
-    let comm_a = unit(&cli, "Donghu", Some(&district), "community");
-    let estate = unit(&cli, "Lakeside", Some(&comm_a), "estate");
-    let comm_b = unit(&cli, "Shouyi", Some(&district), "community");
-    let enrol = |cli: &Cli, home: &str| {
-        s(
-            &cli.json(&["member", "enrol", "--org-unit", home]),
-            "member_id",
-        )
-    };
-    let m1 = enrol(&cli, &estate);
-    let m2 = enrol(&cli, &comm_a);
-    let m3 = enrol(&cli, &comm_b);
-    let patrol = s(
-        &cli.json(&[
-            "activity",
-            "define",
-            "--org-unit",
-            &district,
-            "--name",
-            "Patrol",
-            "--per-hour",
-            "10",
-        ]),
-        "activity_id",
-    );
-    let cafe = s(
-        &cli.json(&[
-            "merchant",
-            "register",
-            "--org-unit",
-            &comm_a,
-            "--name",
-            "Cafe",
-        ]),
-        "merchant.merchant_id",
-    );
+    let mut cli = Cli::admin(&server);
+    cli.create_program("Reports test", &[]);
+    let district = cli.org_unit("Wuchang", None, "district");
+    let comm_a = cli.org_unit("Donghu", Some(&district), "community");
+    let estate = cli.org_unit("Lakeside", Some(&comm_a), "estate");
+    let comm_b = cli.org_unit("Shouyi", Some(&district), "community");
+    let m1 = cli.enrol(&estate, None);
+    let m2 = cli.enrol(&comm_a, None);
+    let m3 = cli.enrol(&comm_b, None);
+    let patrol = cli.activity(&district, "Patrol", &["--per-hour", "10"]);
+    let cafe = cli.merchant(&comm_a, "Cafe");
     let pool = s(
         &cli.json(&[
             "pool",
@@ -255,19 +215,7 @@ fn rollups_rankings_certificates_and_statement_csv() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("ACTOR_NOT_ALLOWED"));
     // A merchant key reads no roll-ups.
-    let till = s(
-        &cli.json(&[
-            "key",
-            "create",
-            "--role",
-            "merchant",
-            "--merchant",
-            &cafe,
-            "--label",
-            "till",
-        ]),
-        "secret",
-    );
+    let till = cli.merchant_key(&cafe, "till");
     let out = cli.run_as(&till, &["report", "rollup", "--period", &period]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("PERMISSION_DENIED"));

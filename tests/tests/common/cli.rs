@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
-use super::binary;
+use super::{binary, Server};
 use serde_json::Value;
 use std::process::{Command, Output};
 
@@ -18,6 +18,15 @@ pub struct Cli {
 }
 
 impl Cli {
+    /// The CLI against `server` with its bootstrap admin key and no programme yet.
+    pub fn admin(server: &Server) -> Cli {
+        Cli {
+            server: format!("http://{}", server.addr),
+            key: server.admin_key(),
+            program: String::new(),
+        }
+    }
+
     /// Runs `points` with the key.
     pub fn run(&self, args: &[&str]) -> Output {
         self.run_as(&self.key, args)
@@ -80,6 +89,88 @@ impl Cli {
         serde_json::from_str(&stdout)
             .unwrap_or_else(|e| panic!("points {args:?}: not JSON ({e}): {stdout}"))
     }
+}
+
+impl Cli {
+    /// Runs `points program create --name <name> <extra>`, makes the new programme this
+    /// CLI's, and returns the JSON answer.
+    pub fn create_program(&mut self, name: &str, extra: &[&str]) -> Value {
+        let mut args = vec!["program", "create", "--name", name];
+        args.extend_from_slice(extra);
+        let created = self.json(&args);
+        self.program = s(&created, "program.program_id");
+        created
+    }
+
+    /// Creates an org unit (under `parent`, when given); returns its id.
+    pub fn org_unit(&self, name: &str, parent: Option<&str>, level: &str) -> String {
+        let mut args = vec!["org-unit", "create", "--name", name, "--level", level];
+        if let Some(parent) = parent {
+            args.extend(["--parent", parent]);
+        }
+        s(&self.json(&args), "org_unit.org_unit_id")
+    }
+
+    /// Registers a merchant in `unit`; returns its id.
+    pub fn merchant(&self, unit: &str, name: &str) -> String {
+        s(
+            &self.json(&["merchant", "register", "--org-unit", unit, "--name", name]),
+            "merchant.merchant_id",
+        )
+    }
+
+    /// Creates a merchant key for `merchant`; returns its secret.
+    pub fn merchant_key(&self, merchant: &str, label: &str) -> String {
+        s(
+            &self.json(&[
+                "key",
+                "create",
+                "--role",
+                "merchant",
+                "--merchant",
+                merchant,
+                "--label",
+                label,
+            ]),
+            "secret",
+        )
+    }
+
+    /// Enrols a member in `unit` (with a card, when given); returns the member id.
+    pub fn enrol(&self, unit: &str, card: Option<&str>) -> String {
+        let mut args = vec!["member", "enrol", "--org-unit", unit];
+        if let Some(card) = card {
+            args.extend(["--card", card]);
+        }
+        s(&self.json(&args), "member_id")
+    }
+
+    /// Defines an activity in `unit` with the rule flags `rule` (e.g. `--per-hour 10`);
+    /// returns its id.
+    pub fn activity(&self, unit: &str, name: &str, rule: &[&str]) -> String {
+        let mut args = vec!["activity", "define", "--org-unit", unit, "--name", name];
+        args.extend_from_slice(rule);
+        s(&self.json(&args), "activity_id")
+    }
+}
+
+/// Milliseconds since the Unix epoch, `hours` hours ago.
+pub fn hours_ago_ms(hours: u128) -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        - hours * 3_600_000
+}
+
+/// A service-record CSV for `points import service`: one row of (member, activity, org
+/// unit, started at in ms, minutes) each.
+pub fn service_csv(rows: &[(&str, &str, &str, u128, u32)]) -> String {
+    let mut csv = String::from("member_id,activity_id,org_unit_id,started_at,minutes\n");
+    for (member, activity, unit, start, minutes) in rows {
+        csv.push_str(&format!("{member},{activity},{unit},{start},{minutes}\n"));
+    }
+    csv
 }
 
 /// A string field by dotted path (any other value as its JSON text).
