@@ -20,6 +20,7 @@
 mod common;
 mod reliability;
 
+use common::grpc::{audit_report, verify_chain};
 use common::{auth, id, pg, Clients, Server};
 use points_grpc::pb;
 use reliability::{member_ref, world};
@@ -501,29 +502,9 @@ async fn bank_checker(extra: Vec<String>) {
         "points were created or destroyed (balances {total}, taken {taken})"
     );
 
-    let chain = c
-        .ledger
-        .verify_chain(auth(
-            pb::VerifyChainRequest {
-                program_id: w.program.clone(),
-            },
-            &admin,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let chain = verify_chain(&mut c.ledger, &admin, &w.program).await;
     assert!(chain.ok, "{chain:?}");
-    let audit = c
-        .ledger
-        .audit(auth(
-            pb::AuditRequest {
-                program_id: w.program.clone(),
-            },
-            &admin,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let audit = audit_report(&mut c.ledger, &admin, &w.program).await;
     assert!(audit.ok, "{:?}", audit.breaches);
     assert!(
         seen.acked.len() > 50,

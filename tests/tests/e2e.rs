@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::grpc::{activity, enrol, key, now_pb, org_unit, patrol};
+use common::grpc::{activity, audit_report, enrol, key, now_pb, org_unit, patrol, verify_chain};
 use common::{auth, id, reason, Clients, Server};
 use pb::activity_rule::Rule;
 use points_grpc::pb;
@@ -801,31 +801,11 @@ async fn recording_flow_statement_and_audit() {
     assert_eq!(paged, amounts);
 
     // Chain and audit.
-    let chain =
-        w.c.ledger
-            .verify_chain(auth(
-                pb::VerifyChainRequest {
-                    program_id: program.clone(),
-                },
-                &w.auditor,
-            ))
-            .await
-            .unwrap()
-            .into_inner();
+    let chain = verify_chain(&mut w.c.ledger, &w.auditor, &program).await;
     assert!(chain.ok, "{}", chain.message);
     assert!(chain.entries_checked > 15);
     assert_eq!(chain.head_hash.len(), 64);
-    let audit =
-        w.c.ledger
-            .audit(auth(
-                pb::AuditRequest {
-                    program_id: program.clone(),
-                },
-                &w.auditor,
-            ))
-            .await
-            .unwrap()
-            .into_inner();
+    let audit = audit_report(&mut w.c.ledger, &w.auditor, &program).await;
     assert!(audit.ok, "{:?}", audit.breaches);
     assert_eq!(audit.entries_checked, chain.entries_checked);
     assert_eq!(audit.head_hash, chain.head_hash);
@@ -1275,17 +1255,7 @@ async fn listing_paging_entries_and_watching() {
     assert_eq!(units.len(), 3);
 
     // Entries, paged two at a time to the end, equal the whole journal.
-    let head =
-        w.c.ledger
-            .verify_chain(auth(
-                pb::VerifyChainRequest {
-                    program_id: program.clone(),
-                },
-                &w.admin,
-            ))
-            .await
-            .unwrap()
-            .into_inner();
+    let head = verify_chain(&mut w.c.ledger, &w.admin, &program).await;
     let mut token = String::new();
     let mut sequences = Vec::new();
     loop {

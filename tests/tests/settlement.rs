@@ -8,7 +8,8 @@
 mod common;
 
 use common::grpc::{
-    activity, community, enrol, key, merchant, now_ms, patrol, program, record_and_approve, ts,
+    activity, audit_report, community, enrol, key, merchant, now_ms, patrol, program,
+    record_and_approve, ts,
 };
 use common::{auth, binary, id, reason, Clients, Server};
 use pb::activity_rule::Rule;
@@ -412,17 +413,7 @@ async fn settlement_end_to_end() {
         .await
         .unwrap_err();
     assert_eq!(merchant_reconcile.code(), Code::PermissionDenied);
-    let audit =
-        w.c.ledger
-            .audit(auth(
-                pb::AuditRequest {
-                    program_id: w.program.clone(),
-                },
-                &w.auditor,
-            ))
-            .await
-            .unwrap()
-            .into_inner();
+    let audit = audit_report(&mut w.c.ledger, &w.auditor, &w.program).await;
     assert!(audit.ok, "{:?}", audit.breaches);
 
     // The CLI: statement as CSV to stdout and to a file, as the cafe; reconcile as admin.

@@ -8,7 +8,8 @@
 mod common;
 
 use common::grpc::{
-    activity, community, enrol, merchant, now_ms, patrol, program, record_and_approve,
+    activity, audit_report, community, enrol, merchant, now_ms, patrol, program,
+    record_and_approve, verify_chain,
 };
 use common::{auth, id, pg, reason, Clients, Server};
 use pb::activity_rule::Rule;
@@ -115,29 +116,9 @@ async fn two_servers_share_one_database() {
 
     // One journal, one chain, a clean audit, seen from either server.
     for c in [&mut ca, &mut cb] {
-        let chain = c
-            .ledger
-            .verify_chain(auth(
-                pb::VerifyChainRequest {
-                    program_id: program.clone(),
-                },
-                &admin,
-            ))
-            .await
-            .unwrap()
-            .into_inner();
+        let chain = verify_chain(&mut c.ledger, &admin, &program).await;
         assert!(chain.ok, "{}", chain.message);
-        let audit = c
-            .ledger
-            .audit(auth(
-                pb::AuditRequest {
-                    program_id: program.clone(),
-                },
-                &admin,
-            ))
-            .await
-            .unwrap()
-            .into_inner();
+        let audit = audit_report(&mut c.ledger, &admin, &program).await;
         assert!(audit.ok, "{:?}", audit.breaches);
     }
     drop(a);

@@ -7,7 +7,8 @@
 mod common;
 
 use common::grpc::{
-    activity, community, enrol, key, member_ref, now_pb, patrol, program, record_and_approve,
+    activity, audit_report, community, enrol, key, member_ref, now_pb, patrol, program,
+    record_and_approve,
 };
 use common::{auth, id, reason, Clients, Server};
 use pb::activity_rule::Rule;
@@ -127,17 +128,7 @@ async fn balance(w: &World, member: &str) -> pb::GetBalanceResponse {
 }
 
 async fn audit_clean(w: &mut World) {
-    let report = w
-        .ledger
-        .audit(auth(
-            pb::AuditRequest {
-                program_id: w.program.clone(),
-            },
-            &w.admin,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let report = audit_report(&mut w.ledger, &w.admin, &w.program).await;
     assert!(report.ok, "audit: {:?}", report.breaches);
 }
 

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use super::{auth, id, Clients};
+use pb::ledger_client::LedgerClient;
 use pb::recording_client::RecordingClient;
 use points_grpc::pb;
 use tonic::transport::Channel;
@@ -232,4 +233,40 @@ pub async fn record_and_approve(
     ))
     .await
     .unwrap();
+}
+
+/// The chain verification of `program`, asked with `key`.
+pub async fn verify_chain(
+    ledger: &mut LedgerClient<Channel>,
+    key: &str,
+    program: &str,
+) -> pb::VerifyChainResponse {
+    ledger
+        .verify_chain(auth(
+            pb::VerifyChainRequest {
+                program_id: program.into(),
+            },
+            key,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// The audit of `program`, asked with `key`.
+pub async fn audit_report(
+    ledger: &mut LedgerClient<Channel>,
+    key: &str,
+    program: &str,
+) -> pb::AuditResponse {
+    ledger
+        .audit(auth(
+            pb::AuditRequest {
+                program_id: program.into(),
+            },
+            key,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
 }
