@@ -426,7 +426,7 @@ async fn a_catalogue_redemption_takes_points_and_stock_together() {
         started_at: Some(now_pb(-3 * 3_600_000)),
         minutes: 120,
     }];
-    record_and_approve(&mut w.rec, &w.recorder.clone(), &w.program.clone(), records).await;
+    record_and_approve(&mut w.rec, &w.recorder, &w.program, records).await;
 
     let item = id();
     let listed = w
