@@ -20,7 +20,8 @@
 mod common;
 mod reliability;
 
-use common::{auth, id, Clients, Server};
+use common::grpc::{audit_report, verify_chain};
+use common::{auth, id, pg, Clients, Server};
 use points_grpc::pb;
 use reliability::{member_ref, world};
 use std::collections::HashMap;
@@ -501,29 +502,9 @@ async fn bank_checker(extra: Vec<String>) {
         "points were created or destroyed (balances {total}, taken {taken})"
     );
 
-    let chain = c
-        .ledger
-        .verify_chain(auth(
-            pb::VerifyChainRequest {
-                program_id: w.program.clone(),
-            },
-            &admin,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let chain = verify_chain(&mut c.ledger, &admin, &w.program).await;
     assert!(chain.ok, "{chain:?}");
-    let audit = c
-        .ledger
-        .audit(auth(
-            pb::AuditRequest {
-                program_id: w.program.clone(),
-            },
-            &admin,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let audit = audit_report(&mut c.ledger, &admin, &w.program).await;
     assert!(audit.ok, "{:?}", audit.breaches);
     assert!(
         seen.acked.len() > 50,
@@ -553,39 +534,14 @@ async fn bank_checker_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bank_checker_postgres() {
-    let base = std::env::var("POINTS_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/points_test".to_owned());
-    let connected = tokio::time::timeout(
-        Duration::from_secs(5),
-        tokio_postgres::connect(&base, tokio_postgres::NoTls),
-    )
-    .await;
-    let (client, connection) = match connected {
-        Ok(Ok(pair)) => pair,
-        other => {
-            let why = match other {
-                Ok(Err(e)) => e.to_string(),
-                _ => "timed out".to_owned(),
-            };
-            assert!(
-                std::env::var("POINTS_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "PostgreSQL is required but {base} does not answer: {why}"
-            );
-            eprintln!("no PostgreSQL at {base} ({why}): skipping");
-            return;
-        }
+    let Some(schema) = pg::schema("points_bank_").await else {
+        return;
     };
-    tokio::spawn(connection);
-    let schema = format!("points_bank_{}", uuid::Uuid::new_v4().simple());
-    client
-        .batch_execute(&format!("CREATE SCHEMA {schema}"))
-        .await
-        .unwrap();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
+    let url = schema.url.clone();
     bank_checker(vec!["--database-url".into(), url]).await;
-    client
-        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+    schema
+        .client
+        .batch_execute(&format!("DROP SCHEMA {} CASCADE", schema.name))
         .await
         .unwrap();
 }

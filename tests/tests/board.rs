@@ -11,8 +11,9 @@
 mod common;
 mod seed;
 
+use common::cli::Cli;
 use common::Server;
-use seed::{seed, Cli};
+use seed::seed;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -285,11 +286,7 @@ fn the_board_shows_a_seeded_community_and_checks_records_in_the_browser() {
         &temp.path().join("data"),
         &["--board-listen", &board_addr, "--checkpoint-every", "0"],
     );
-    let mut cli = Cli {
-        server: format!("http://{}", server.addr),
-        key: server.admin_key(),
-        program: String::new(),
-    };
+    let mut cli = Cli::admin(&server);
     let seeded = seed(&mut cli, temp.path());
     cli.ok(&["disclosure", "sign"]);
     let report_file = temp.path().join("report.json");

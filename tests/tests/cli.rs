@@ -5,153 +5,27 @@
 
 mod common;
 
-use common::{binary, Server};
-use serde_json::Value;
-use std::process::{Command, Output};
-
-struct Cli {
-    server: String,
-    key: String,
-    program: String,
-}
-
-impl Cli {
-    fn run(&self, args: &[&str]) -> Output {
-        self.run_as(&self.key, args)
-    }
-
-    fn run_as(&self, key: &str, args: &[&str]) -> Output {
-        let mut command = Command::new(binary("points"));
-        command
-            .env_remove("POINTS_PROGRAM")
-            .env("POINTS_SERVER", &self.server)
-            .env("POINTS_API_KEY", key);
-        if !self.program.is_empty() {
-            command.env("POINTS_PROGRAM", &self.program);
-        }
-        command.args(args).output().expect("running points")
-    }
-
-    /// Runs with --json and parses stdout; panics on failure.
-    fn json(&self, args: &[&str]) -> Value {
-        self.json_as(&self.key.clone(), args)
-    }
-
-    fn json_as(&self, key: &str, args: &[&str]) -> Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        let out = self.run_as(key, &all);
-        assert!(
-            out.status.success(),
-            "points {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "points {args:?}: not JSON ({e}): {}",
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
-    }
-}
-
-fn s(v: &Value, path: &str) -> String {
-    let mut v = v;
-    for part in path.split('.') {
-        v = &v[part];
-    }
-    v.as_str()
-        .map(str::to_owned)
-        .unwrap_or_else(|| v.to_string())
-}
+use common::cli::{hours_ago_ms, s, service_csv, Cli};
+use common::Server;
 
 #[test]
 fn cli_walkthrough_import_and_errors() {
     let server = Server::start();
-    let mut cli = Cli {
-        server: format!("http://{}", server.addr),
-        key: server.admin_key(),
-        program: String::new(),
-    };
-    let created = cli.json(&[
-        "program",
-        "create",
-        "--name",
-        "CLI test",
-        "--decimal-places",
-        "2",
-    ]);
-    cli.program = s(&created, "program.program_id");
+    let mut cli = Cli::admin(&server);
+    let created = cli.create_program("CLI test", &["--decimal-places", "2"]);
     assert_eq!(s(&created, "receipt.sequence"), "0");
 
-    let unit = cli.json(&[
-        "org-unit",
-        "create",
-        "--name",
-        "Donghu",
-        "--level",
-        "community",
-    ]);
-    let community = s(&unit, "org_unit.org_unit_id");
-    let merchant = cli.json(&[
-        "merchant",
-        "register",
-        "--org-unit",
-        &community,
-        "--name",
-        "Cafe",
-    ]);
-    let cafe = s(&merchant, "merchant.merchant_id");
-    let till = s(
-        &cli.json(&[
-            "key",
-            "create",
-            "--role",
-            "merchant",
-            "--merchant",
-            &cafe,
-            "--label",
-            "till",
-        ]),
-        "secret",
-    );
-    let member = s(
-        &cli.json(&[
-            "member",
-            "enrol",
-            "--org-unit",
-            &community,
-            "--card",
-            "DH-9",
-        ]),
-        "member_id",
-    );
-    let activity = s(
-        &cli.json(&[
-            "activity",
-            "define",
-            "--org-unit",
-            &community,
-            "--name",
-            "Patrol",
-            "--per-hour",
-            "10",
-        ]),
-        "activity_id",
-    );
+    let community = cli.org_unit("Donghu", None, "community");
+    let cafe = cli.merchant(&community, "Cafe");
+    let till = cli.merchant_key(&cafe, "till");
+    let member = cli.enrol(&community, Some("DH-9"));
+    let activity = cli.activity(&community, "Patrol", &["--per-hour", "10"]);
 
     // A CSV of three records with absolute start times: 30 + 60 + 90 minutes = 30 points.
-    let start = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        - 3 * 3_600_000;
-    let mut csv = String::from("member_id,activity_id,org_unit_id,started_at,minutes\n");
-    for minutes in [30, 60, 90] {
-        csv.push_str(&format!(
-            "{member},{activity},{community},{start},{minutes}\n"
-        ));
-    }
+    let start = hours_ago_ms(3);
+    let csv = service_csv(
+        &[30, 60, 90].map(|minutes| (&*member, &*activity, &*community, start, minutes)),
+    );
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("records.csv");
     std::fs::write(&file, csv).unwrap();

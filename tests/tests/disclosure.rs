@@ -9,8 +9,9 @@
 mod common;
 mod seed;
 
+use common::cli::{s, Cli};
 use common::Server;
-use seed::{s, seed, Cli};
+use seed::seed;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -55,11 +56,7 @@ impl Files {
 fn checkpoints_proofs_reports_and_offline_verification() {
     let temp = tempfile::tempdir().unwrap();
     let mut server = Server::start_in(&temp.path().join("data"), &["--checkpoint-every", "5"]);
-    let mut cli = Cli {
-        server: format!("http://{}", server.addr),
-        key: server.admin_key(),
-        program: String::new(),
-    };
+    let mut cli = Cli::admin(&server);
     let seeded = seed(&mut cli, temp.path());
     let files = Files(temp.path().to_path_buf());
     let f = |name: &str| files.path(name);
@@ -373,11 +370,7 @@ fn a_forked_history_is_caught() {
     let temp = tempfile::tempdir().unwrap();
     let dir_a = temp.path().join("a");
     let mut server = Server::start_in(&dir_a, &["--checkpoint-every", "0"]);
-    let mut cli = Cli {
-        server: format!("http://{}", server.addr),
-        key: server.admin_key(),
-        program: String::new(),
-    };
+    let mut cli = Cli::admin(&server);
     let seeded = seed(&mut cli, temp.path());
     assert!(server.stop().success());
     let dir_b = temp.path().join("b");

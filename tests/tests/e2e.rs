@@ -5,7 +5,9 @@
 
 mod common;
 
+use common::grpc::{activity, audit_report, enrol, key, now_pb, org_unit, patrol, verify_chain};
 use common::{auth, id, reason, Clients, Server};
+use pb::activity_rule::Rule;
 use points_grpc::pb;
 use std::time::Duration;
 use tokio_stream::StreamExt;
@@ -30,94 +32,6 @@ struct World {
     member2: String,
     activity: String,
     pool: String,
-}
-
-fn now_pb(offset_ms: i64) -> prost_types::Timestamp {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-        + offset_ms;
-    prost_types::Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    }
-}
-
-async fn key(
-    c: &mut Clients,
-    admin: &str,
-    program: &str,
-    role: pb::Role,
-    org_unit: &str,
-    merchant: &str,
-) -> (String, String) {
-    let r = c
-        .admin
-        .create_api_key(auth(
-            pb::CreateApiKeyRequest {
-                program_id: program.into(),
-                role: role as i32,
-                org_unit_id: org_unit.into(),
-                merchant_id: merchant.into(),
-                label: format!("{role:?} key"),
-            },
-            admin,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    (r.secret, r.api_key.unwrap().api_key_id)
-}
-
-async fn org_unit(
-    c: &mut Clients,
-    key: &str,
-    program: &str,
-    parent: &str,
-    name: &str,
-    level: pb::OrgUnitLevel,
-) -> Result<String, tonic::Status> {
-    let unit = id();
-    c.admin
-        .create_org_unit(auth(
-            pb::CreateOrgUnitRequest {
-                request_id: id(),
-                program_id: program.into(),
-                org_unit_id: unit.clone(),
-                parent_id: parent.into(),
-                name: name.into(),
-                level: level as i32,
-            },
-            key,
-        ))
-        .await?;
-    Ok(unit)
-}
-
-async fn enrol(
-    c: &mut Clients,
-    key: &str,
-    program: &str,
-    home: &str,
-    card: &str,
-) -> Result<String, tonic::Status> {
-    let member = id();
-    c.rec
-        .enrol_member(auth(
-            pb::EnrolMemberRequest {
-                request_id: id(),
-                program_id: program.into(),
-                member_id: member.clone(),
-                org_unit_id: home.into(),
-                kind: pb::MemberKind::Resident as i32,
-                dual_registration: false,
-                card_code: card.into(),
-            },
-            key,
-        ))
-        .await?;
-    Ok(member)
 }
 
 fn redeem_req(
@@ -250,28 +164,20 @@ async fn setup(server: &Server) -> World {
         .await
         .unwrap();
 
-    let activity = id();
-    c.rec
-        .define_activity(auth(
-            pb::DefineActivityRequest {
-                request_id: id(),
-                program_id: program.clone(),
-                activity_id: activity.clone(),
-                org_unit_id: community_a.clone(),
-                name: "Evening patrol".into(),
-                category: "patrol".into(),
-                rule: Some(pb::ActivityRule {
-                    rule: Some(pb::activity_rule::Rule::PerHour("10".into())),
-                }),
-                coefficient: "1".into(),
-                max_minutes_per_occasion: Some(240),
-                daily_points_cap: None,
-                time_kind: pb::TimeKind::Credit as i32,
-            },
-            &recorder_a,
-        ))
-        .await
-        .unwrap();
+    let activity = activity(
+        &mut c.rec,
+        &recorder_a,
+        pb::DefineActivityRequest {
+            max_minutes_per_occasion: Some(240),
+            ..patrol(
+                &program,
+                &community_a,
+                "Evening patrol",
+                Rule::PerHour("10".into()),
+            )
+        },
+    )
+    .await;
     let pool = id();
     c.rec
         .create_pool(auth(
@@ -895,31 +801,11 @@ async fn recording_flow_statement_and_audit() {
     assert_eq!(paged, amounts);
 
     // Chain and audit.
-    let chain =
-        w.c.ledger
-            .verify_chain(auth(
-                pb::VerifyChainRequest {
-                    program_id: program.clone(),
-                },
-                &w.auditor,
-            ))
-            .await
-            .unwrap()
-            .into_inner();
+    let chain = verify_chain(&mut w.c.ledger, &w.auditor, &program).await;
     assert!(chain.ok, "{}", chain.message);
     assert!(chain.entries_checked > 15);
     assert_eq!(chain.head_hash.len(), 64);
-    let audit =
-        w.c.ledger
-            .audit(auth(
-                pb::AuditRequest {
-                    program_id: program.clone(),
-                },
-                &w.auditor,
-            ))
-            .await
-            .unwrap()
-            .into_inner();
+    let audit = audit_report(&mut w.c.ledger, &w.auditor, &program).await;
     assert!(audit.ok, "{:?}", audit.breaches);
     assert_eq!(audit.entries_checked, chain.entries_checked);
     assert_eq!(audit.head_hash, chain.head_hash);
@@ -1369,17 +1255,7 @@ async fn listing_paging_entries_and_watching() {
     assert_eq!(units.len(), 3);
 
     // Entries, paged two at a time to the end, equal the whole journal.
-    let head =
-        w.c.ledger
-            .verify_chain(auth(
-                pb::VerifyChainRequest {
-                    program_id: program.clone(),
-                },
-                &w.admin,
-            ))
-            .await
-            .unwrap()
-            .into_inner();
+    let head = verify_chain(&mut w.c.ledger, &w.admin, &program).await;
     let mut token = String::new();
     let mut sequences = Vec::new();
     loop {

@@ -10,6 +10,7 @@
 mod common;
 mod reliability;
 
+use common::grpc::{audit_report, verify_chain};
 use common::{auth, id, reason, Clients, Server};
 use points_grpc::pb;
 use reliability::{member_ref, now_pb, redeem, world, World};
@@ -974,18 +975,9 @@ async fn a_table_of_hostile_requests_gets_exact_errors_and_writes_nothing() {
     let server = Server::start();
     let admin = server.admin_key();
     let mut w = world(Clients::new(server.channel().await), &admin, 2, "1000").await;
-    let before =
-        w.c.ledger
-            .verify_chain(auth(
-                pb::VerifyChainRequest {
-                    program_id: w.program.clone(),
-                },
-                &admin,
-            ))
-            .await
-            .unwrap()
-            .into_inner()
-            .entries_checked;
+    let before = verify_chain(&mut w.c.ledger, &admin, &w.program)
+        .await
+        .entries_checked;
     let rows = table(&mut w).await;
     let n = rows.len();
     assert!(n >= 60, "only {n} rows");
@@ -1038,33 +1030,13 @@ async fn a_table_of_hostile_requests_gets_exact_errors_and_writes_nothing() {
 
     // Nothing but the rows meant to succeed wrote: the journal grew by exactly the entries
     // made while building the table and those rows, and it verifies and audits clean.
-    let chain =
-        w.c.ledger
-            .verify_chain(auth(
-                pb::VerifyChainRequest {
-                    program_id: w.program.clone(),
-                },
-                &admin,
-            ))
-            .await
-            .unwrap()
-            .into_inner();
+    let chain = verify_chain(&mut w.c.ledger, &admin, &w.program).await;
     assert!(chain.ok);
     // Set-up inside the table: a merchant, one redemption, two holds, one release, one
     // redemption; rows that succeed: two replays and an empty Submit (no entry), one hold,
     // two org units.
     assert_eq!(chain.entries_checked, before + 6 + 1 + 2);
-    let audit =
-        w.c.ledger
-            .audit(auth(
-                pb::AuditRequest {
-                    program_id: w.program.clone(),
-                },
-                &admin,
-            ))
-            .await
-            .unwrap()
-            .into_inner();
+    let audit = audit_report(&mut w.c.ledger, &admin, &w.program).await;
     assert!(audit.ok, "{:?}", audit.breaches);
 }
 
@@ -1130,18 +1102,9 @@ async fn a_stream_never_read_does_not_block_writers() {
         started.elapsed()
     );
     // Now read: every entry arrives, in order, with no gap.
-    let total =
-        w.c.ledger
-            .verify_chain(auth(
-                pb::VerifyChainRequest {
-                    program_id: w.program.clone(),
-                },
-                &admin,
-            ))
-            .await
-            .unwrap()
-            .into_inner()
-            .entries_checked;
+    let total = verify_chain(&mut w.c.ledger, &admin, &w.program)
+        .await
+        .entries_checked;
     let mut expected = 0u64;
     while expected < total {
         let entry = tokio::time::timeout(Duration::from_secs(30), stalled.message())

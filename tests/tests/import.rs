@@ -7,29 +7,11 @@
 
 mod common;
 
-use common::{binary, Server};
+use common::cli::{hours_ago_ms, s, Cli};
+use common::Server;
 use serde_json::Value;
-use std::process::{Command, Output};
-
-struct Cli {
-    server: String,
-    key: String,
-    program: String,
-}
 
 impl Cli {
-    fn run(&self, args: &[&str]) -> Output {
-        let mut command = Command::new(binary("points"));
-        command
-            .env_remove("POINTS_PROGRAM")
-            .env("POINTS_SERVER", &self.server)
-            .env("POINTS_API_KEY", &self.key);
-        if !self.program.is_empty() {
-            command.env("POINTS_PROGRAM", &self.program);
-        }
-        command.args(args).output().expect("running points")
-    }
-
     /// Runs with --json and parses stdout, whether or not the command succeeded.
     fn json_any(&self, args: &[&str]) -> (bool, Value, String) {
         let mut all = vec!["--json"];
@@ -45,18 +27,6 @@ impl Cli {
         )
     }
 
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        let out = self.run(&all);
-        assert!(
-            out.status.success(),
-            "points {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
     fn entry_count(&self) -> usize {
         self.json(&["entries", "list", "--page-size", "1000", "--all"])["entries"]
             .as_array()
@@ -70,16 +40,6 @@ impl Cli {
             "available",
         )
     }
-}
-
-fn s(v: &Value, path: &str) -> String {
-    let mut v = v;
-    for part in path.split('.') {
-        v = &v[part];
-    }
-    v.as_str()
-        .map(str::to_owned)
-        .unwrap_or_else(|| v.to_string())
 }
 
 /// (line, reason) of every rejected row in an import's JSON report.
@@ -105,69 +65,18 @@ struct Setup {
 
 fn setup() -> Setup {
     let server = Server::start();
-    let mut cli = Cli {
-        server: format!("http://{}", server.addr),
-        key: server.admin_key(),
-        program: String::new(),
-    };
-    let created = cli.json(&[
-        "program",
-        "create",
-        "--name",
-        "Import test",
-        "--decimal-places",
-        "2",
-    ]);
-    cli.program = s(&created, "program.program_id");
-    let community = s(
-        &cli.json(&[
-            "org-unit",
-            "create",
-            "--name",
-            "Donghu",
-            "--level",
-            "community",
-        ]),
-        "org_unit.org_unit_id",
-    );
-    let member = s(
-        &cli.json(&["member", "enrol", "--org-unit", &community]),
-        "member_id",
-    );
-    let patrol = s(
-        &cli.json(&[
-            "activity",
-            "define",
-            "--org-unit",
-            &community,
-            "--name",
-            "Patrol",
-            "--per-hour",
-            "10",
-        ]),
-        "activity_id",
-    );
+    let mut cli = Cli::admin(&server);
+    cli.create_program("Import test", &["--decimal-places", "2"]);
+    let community = cli.org_unit("Donghu", None, "community");
+    let member = cli.enrol(&community, None);
+    let patrol = cli.activity(&community, "Patrol", &["--per-hour", "10"]);
     // 5 points an occasion, at most 5 a day: a second clinic on one day cannot be approved.
-    let clinic = s(
-        &cli.json(&[
-            "activity",
-            "define",
-            "--org-unit",
-            &community,
-            "--name",
-            "Clinic",
-            "--per-occasion",
-            "5",
-            "--daily-cap",
-            "5",
-        ]),
-        "activity_id",
+    let clinic = cli.activity(
+        &community,
+        "Clinic",
+        &["--per-occasion", "5", "--daily-cap", "5"],
     );
-    let start_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        - 3 * 3_600_000;
+    let start_ms = hours_ago_ms(3);
     Setup {
         cli,
         member,

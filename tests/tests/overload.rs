@@ -7,6 +7,7 @@
 mod common;
 mod reliability;
 
+use common::grpc::audit_report;
 use common::{auth, reason, Clients, Server};
 use points_grpc::pb;
 use reliability::{member_ref, redeem, world};
@@ -75,16 +76,6 @@ async fn a_burst_over_the_per_key_limit_is_shed_and_nothing_admitted_is_lost() {
     // Every admitted redemption is in the books, and nothing refused is.
     let expected = format!("{}.00", 1000 - admitted);
     assert_eq!(balance.balance, expected);
-    let audit =
-        w.c.ledger
-            .audit(auth(
-                pb::AuditRequest {
-                    program_id: w.program.clone(),
-                },
-                &w.auditor,
-            ))
-            .await
-            .unwrap()
-            .into_inner();
+    let audit = audit_report(&mut w.c.ledger, &w.auditor, &w.program).await;
     assert!(audit.ok, "{:?}", audit.breaches);
 }

@@ -7,69 +7,10 @@
 
 mod common;
 
+use common::cli::{s, Cli};
 use common::{binary, Server};
 use serde_json::Value;
-use std::process::{Command, Output};
-
-struct Cli {
-    server: String,
-    key: String,
-    program: String,
-}
-
-impl Cli {
-    fn run_as(&self, key: &str, args: &[&str]) -> Output {
-        let mut command = Command::new(binary("points"));
-        command
-            .env_remove("POINTS_PROGRAM")
-            .env("POINTS_SERVER", &self.server)
-            .env("POINTS_API_KEY", key);
-        if !self.program.is_empty() {
-            command.env("POINTS_PROGRAM", &self.program);
-        }
-        command.args(args).output().expect("running points")
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.run_as(&self.key, args)
-    }
-
-    fn stdout(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "points {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn json_as(&self, key: &str, args: &[&str]) -> Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        let out = self.run_as(key, &all);
-        assert!(
-            out.status.success(),
-            "points {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        self.json_as(&self.key.clone(), args)
-    }
-}
-
-fn s(v: &Value, path: &str) -> String {
-    let mut v = v;
-    for part in path.split('.') {
-        v = &v[part];
-    }
-    v.as_str()
-        .map(str::to_owned)
-        .unwrap_or_else(|| v.to_string())
-}
+use std::process::Command;
 
 /// CSV text as rows of fields (no quoted fields are expected in these reports).
 fn csv(text: &str) -> Vec<Vec<String>> {
@@ -99,57 +40,17 @@ type Tamper = (&'static str, fn(&mut Value));
 #[test]
 fn rollups_rankings_certificates_and_statement_csv() {
     let server = Server::start();
-    let mut cli = Cli {
-        server: format!("http://{}", server.addr),
-        key: server.admin_key(),
-        program: String::new(),
-    };
-    let created = cli.json(&["program", "create", "--name", "Reports test"]);
-    cli.program = s(&created, "program.program_id");
-    let unit = |cli: &Cli, name: &str, parent: Option<&str>, level: &str| {
-        let mut args = vec!["org-unit", "create", "--name", name, "--level", level];
-        if let Some(parent) = parent {
-            args.extend(["--parent", parent]);
-        }
-        s(&cli.json(&args), "org_unit.org_unit_id")
-    };
-    let district = unit(&cli, "Wuchang", None, "district");
-    let comm_a = unit(&cli, "Donghu", Some(&district), "community");
-    let estate = unit(&cli, "Lakeside", Some(&comm_a), "estate");
-    let comm_b = unit(&cli, "Shouyi", Some(&district), "community");
-    let enrol = |cli: &Cli, home: &str| {
-        s(
-            &cli.json(&["member", "enrol", "--org-unit", home]),
-            "member_id",
-        )
-    };
-    let m1 = enrol(&cli, &estate);
-    let m2 = enrol(&cli, &comm_a);
-    let m3 = enrol(&cli, &comm_b);
-    let patrol = s(
-        &cli.json(&[
-            "activity",
-            "define",
-            "--org-unit",
-            &district,
-            "--name",
-            "Patrol",
-            "--per-hour",
-            "10",
-        ]),
-        "activity_id",
-    );
-    let cafe = s(
-        &cli.json(&[
-            "merchant",
-            "register",
-            "--org-unit",
-            &comm_a,
-            "--name",
-            "Cafe",
-        ]),
-        "merchant.merchant_id",
-    );
+    let mut cli = Cli::admin(&server);
+    cli.create_program("Reports test", &[]);
+    let district = cli.org_unit("Wuchang", None, "district");
+    let comm_a = cli.org_unit("Donghu", Some(&district), "community");
+    let estate = cli.org_unit("Lakeside", Some(&comm_a), "estate");
+    let comm_b = cli.org_unit("Shouyi", Some(&district), "community");
+    let m1 = cli.enrol(&estate, None);
+    let m2 = cli.enrol(&comm_a, None);
+    let m3 = cli.enrol(&comm_b, None);
+    let patrol = cli.activity(&district, "Patrol", &["--per-hour", "10"]);
+    let cafe = cli.merchant(&comm_a, "Cafe");
     let pool = s(
         &cli.json(&[
             "pool",
@@ -211,7 +112,7 @@ fn rollups_rankings_certificates_and_statement_csv() {
     assert_eq!(s(&rollup["merchants"][0], "points_redeemed"), "5.00");
     assert_eq!(s(&rollup["pools"][0], "points_granted"), "2.00");
     // The same as CSV.
-    let rows = csv(&cli.stdout(&["report", "rollup", "--period", &period, "--csv"]));
+    let rows = csv(&cli.ok(&["report", "rollup", "--period", &period, "--csv"]));
     assert_eq!(
         rows[0][..5],
         [
@@ -232,7 +133,7 @@ fn rollups_rankings_certificates_and_statement_csv() {
         "10.00"
     );
     assert_eq!(csv_cell(&rows, "org_unit_id", &estate, "name"), "Lakeside");
-    let merchants = csv(&cli.stdout(&[
+    let merchants = csv(&cli.ok(&[
         "report",
         "rollup",
         "--period",
@@ -265,7 +166,7 @@ fn rollups_rankings_certificates_and_statement_csv() {
     assert_eq!(s(&members[0], "member_id"), m1);
     assert_eq!(s(&members[0], "rank"), "1");
     assert_eq!(s(&members[1], "member_id"), m2);
-    let rows = csv(&cli.stdout(&[
+    let rows = csv(&cli.ok(&[
         "report",
         "ranking",
         "--period",
@@ -314,19 +215,7 @@ fn rollups_rankings_certificates_and_statement_csv() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("ACTOR_NOT_ALLOWED"));
     // A merchant key reads no roll-ups.
-    let till = s(
-        &cli.json(&[
-            "key",
-            "create",
-            "--role",
-            "merchant",
-            "--merchant",
-            &cafe,
-            "--label",
-            "till",
-        ]),
-        "secret",
-    );
+    let till = cli.merchant_key(&cafe, "till");
     let out = cli.run_as(&till, &["report", "rollup", "--period", &period]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("PERMISSION_DENIED"));
@@ -421,7 +310,7 @@ fn rollups_rankings_certificates_and_statement_csv() {
     assert!(!offline(&cert_file, other).status.success());
 
     // Statement as CSV: the approval and the redemption, with running balances.
-    let rows = csv(&cli.stdout(&["statement", "--member", &m1, "--csv"]));
+    let rows = csv(&cli.ok(&["statement", "--member", &m1, "--csv"]));
     assert_eq!(
         rows[0],
         [

@@ -7,26 +7,17 @@
 
 mod common;
 
+use common::grpc::{
+    activity, audit_report, community, enrol, key, merchant, now_ms, patrol, program,
+    record_and_approve, ts,
+};
 use common::{auth, binary, id, reason, Clients, Server};
+use pb::activity_rule::Rule;
 use pb::settlement_client::SettlementClient;
 use points_grpc::pb;
 use tonic::transport::Channel;
 use tonic::Code;
 use tonic_types::StatusExt;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-fn ts(ms: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    }
-}
 
 struct World {
     c: Clients,
@@ -42,154 +33,37 @@ struct World {
     member: String,
 }
 
-async fn api_key(c: &mut Clients, w: (&str, &str), role: pb::Role, unit: &str, m: &str) -> String {
-    c.admin
-        .create_api_key(auth(
-            pb::CreateApiKeyRequest {
-                program_id: w.1.into(),
-                role: role as i32,
-                org_unit_id: unit.into(),
-                merchant_id: m.into(),
-                label: format!("{role:?}"),
-            },
-            w.0,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .secret
-}
-
-async fn merchant(c: &mut Clients, admin: &str, program: &str, unit: &str, name: &str) -> String {
-    let m = id();
-    c.admin
-        .register_merchant(auth(
-            pb::RegisterMerchantRequest {
-                request_id: id(),
-                program_id: program.into(),
-                merchant_id: m.clone(),
-                org_unit_id: unit.into(),
-                name: name.into(),
-                kind: pb::MerchantKind::Partner as i32,
-            },
-            admin,
-        ))
-        .await
-        .unwrap();
-    m
-}
-
 /// A program with one community, a cafe and a shop (with merchant keys), a recorder, an
 /// auditor, and a member with 40 points.
 async fn setup(server: &Server) -> World {
     let channel = server.channel().await;
     let mut c = Clients::new(channel.clone());
     let admin = server.admin_key();
-    let program = id();
-    c.admin
-        .create_program(auth(
-            pb::CreateProgramRequest {
-                request_id: id(),
-                program_id: program.clone(),
-                name: "Settlement e2e".into(),
-                unit_name: "points".into(),
-                decimal_places: 2,
-                ..Default::default()
-            },
-            &admin,
-        ))
-        .await
-        .unwrap();
-    let community = id();
-    c.admin
-        .create_org_unit(auth(
-            pb::CreateOrgUnitRequest {
-                request_id: id(),
-                program_id: program.clone(),
-                org_unit_id: community.clone(),
-                parent_id: String::new(),
-                name: "Community A".into(),
-                level: pb::OrgUnitLevel::Community as i32,
-            },
-            &admin,
-        ))
-        .await
-        .unwrap();
+    let program = program(&mut c, &admin, "Settlement e2e").await;
+    let community = community(&mut c, &admin, &program, "Community A").await;
     let cafe = merchant(&mut c, &admin, &program, &community, "Corner cafe").await;
     let shop = merchant(&mut c, &admin, &program, &community, "Noodle shop").await;
-    let w = (admin.as_str(), program.as_str());
-    let recorder = api_key(&mut c, w, pb::Role::Recorder, &community, "").await;
-    let cafe_key = api_key(&mut c, w, pb::Role::Merchant, "", &cafe).await;
-    let shop_key = api_key(&mut c, w, pb::Role::Merchant, "", &shop).await;
-    let auditor = api_key(&mut c, w, pb::Role::Auditor, "", "").await;
-    let member = id();
-    c.rec
-        .enrol_member(auth(
-            pb::EnrolMemberRequest {
-                request_id: id(),
-                program_id: program.clone(),
-                member_id: member.clone(),
-                org_unit_id: community.clone(),
-                kind: pb::MemberKind::Resident as i32,
-                dual_registration: false,
-                card_code: String::new(),
-            },
-            &recorder,
-        ))
+    let (recorder, _) = key(&mut c, &admin, &program, pb::Role::Recorder, &community, "").await;
+    let (cafe_key, _) = key(&mut c, &admin, &program, pb::Role::Merchant, "", &cafe).await;
+    let (shop_key, _) = key(&mut c, &admin, &program, pb::Role::Merchant, "", &shop).await;
+    let (auditor, _) = key(&mut c, &admin, &program, pb::Role::Auditor, "", "").await;
+    let member = enrol(&mut c, &recorder, &program, &community, "")
         .await
         .unwrap();
-    let activity = id();
-    c.rec
-        .define_activity(auth(
-            pb::DefineActivityRequest {
-                request_id: id(),
-                program_id: program.clone(),
-                activity_id: activity.clone(),
-                org_unit_id: community.clone(),
-                name: "Patrol".into(),
-                category: "patrol".into(),
-                rule: Some(pb::ActivityRule {
-                    rule: Some(pb::activity_rule::Rule::PerHour("10".into())),
-                }),
-                coefficient: "1".into(),
-                max_minutes_per_occasion: None,
-                daily_points_cap: None,
-                time_kind: pb::TimeKind::Credit as i32,
-            },
-            &recorder,
-        ))
-        .await
-        .unwrap();
-    let recorded = c
-        .rec
-        .record_service(auth(
-            pb::RecordServiceRequest {
-                request_id: id(),
-                program_id: program.clone(),
-                records: vec![pb::ServiceRecordInput {
-                    member_id: member.clone(),
-                    activity_id: activity,
-                    org_unit_id: community.clone(),
-                    started_at: Some(ts(now_ms() - 5 * 3_600_000)),
-                    minutes: 240,
-                }],
-            },
-            &recorder,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    c.rec
-        .approve_service(auth(
-            pb::ApproveServiceRequest {
-                request_id: id(),
-                program_id: program.clone(),
-                record_ids: recorded.records.into_iter().map(|r| r.record_id).collect(),
-            },
-            &recorder,
-        ))
-        .await
-        .unwrap();
+    let activity = activity(
+        &mut c.rec,
+        &recorder,
+        patrol(&program, &community, "Patrol", Rule::PerHour("10".into())),
+    )
+    .await;
+    let records = vec![pb::ServiceRecordInput {
+        member_id: member.clone(),
+        activity_id: activity,
+        org_unit_id: community.clone(),
+        started_at: Some(ts(now_ms() - 5 * 3_600_000)),
+        minutes: 240,
+    }];
+    record_and_approve(&mut c.rec, &recorder, &program, records).await;
     World {
         c,
         s: SettlementClient::new(channel),
@@ -539,17 +413,7 @@ async fn settlement_end_to_end() {
         .await
         .unwrap_err();
     assert_eq!(merchant_reconcile.code(), Code::PermissionDenied);
-    let audit =
-        w.c.ledger
-            .audit(auth(
-                pb::AuditRequest {
-                    program_id: w.program.clone(),
-                },
-                &w.auditor,
-            ))
-            .await
-            .unwrap()
-            .into_inner();
+    let audit = audit_report(&mut w.c.ledger, &w.auditor, &w.program).await;
     assert!(audit.ok, "{:?}", audit.breaches);
 
     // The CLI: statement as CSV to stdout and to a file, as the cafe; reconcile as admin.

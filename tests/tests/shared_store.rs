@@ -7,66 +7,25 @@
 
 mod common;
 
-use common::{auth, id, reason, Clients, Server};
+use common::grpc::{
+    activity, audit_report, community, enrol, merchant, now_ms, patrol, program,
+    record_and_approve, verify_chain,
+};
+use common::{auth, id, pg, reason, Clients, Server};
+use pb::activity_rule::Rule;
 use points_grpc::pb;
 use tonic::Code;
 
-/// A fresh schema: the server URL (with `search_path`), the base URL and the schema name.
-async fn schema() -> Option<(String, String, String)> {
-    let base = std::env::var("POINTS_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/points_test".to_owned());
-    let connected = tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        tokio_postgres::connect(&base, tokio_postgres::NoTls),
-    )
-    .await;
-    let (client, connection) = match connected {
-        Ok(Ok(pair)) => pair,
-        other => {
-            let why = match other {
-                Ok(Err(e)) => e.to_string(),
-                _ => "timed out".to_owned(),
-            };
-            assert!(
-                std::env::var("POINTS_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "PostgreSQL is required but {base} does not answer: {why}"
-            );
-            eprintln!("no PostgreSQL at {base} ({why}): skipping");
-            return None;
-        }
-    };
-    tokio::spawn(connection);
-    let name = format!("points_e2e_{}", uuid::Uuid::new_v4().simple());
-    client
-        .batch_execute(&format!("CREATE SCHEMA {name}"))
-        .await
-        .unwrap();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    Some((
-        format!("{base}{sep}options=-csearch_path%3D{name}"),
-        base,
-        name,
-    ))
-}
-
-async fn drop_schema(base: &str, name: &str) {
-    if let Ok((client, connection)) = tokio_postgres::connect(base, tokio_postgres::NoTls).await {
-        tokio::spawn(connection);
-        let _ = client
-            .batch_execute(&format!("DROP SCHEMA {name} CASCADE"))
-            .await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_share_one_database() {
-    let Some((url, base, name)) = schema().await else {
+    let Some(schema) = pg::schema("points_e2e_").await else {
         return;
     };
+    let url = &schema.url;
     let dir = tempfile::tempdir().unwrap();
-    let a = Server::start_in(&dir.path().join("a"), &["--database-url", &url]);
+    let a = Server::start_in(&dir.path().join("a"), &["--database-url", url]);
     let admin = a.admin_key();
-    let b = Server::start_in(&dir.path().join("b"), &["--database-url", &url]);
+    let b = Server::start_in(&dir.path().join("b"), &["--database-url", url]);
     assert!(
         b.bootstrap_key.is_none(),
         "the second server finds the first's keys"
@@ -75,125 +34,34 @@ async fn two_servers_share_one_database() {
     let mut cb = Clients::new(b.channel().await);
 
     // Set up through server A.
-    let program = id();
-    ca.admin
-        .create_program(auth(
-            pb::CreateProgramRequest {
-                request_id: id(),
-                program_id: program.clone(),
-                name: "Shared".into(),
-                unit_name: "points".into(),
-                decimal_places: 2,
-                ..Default::default()
-            },
-            &admin,
-        ))
-        .await
-        .unwrap();
-    let unit = id();
-    ca.admin
-        .create_org_unit(auth(
-            pb::CreateOrgUnitRequest {
-                request_id: id(),
-                program_id: program.clone(),
-                org_unit_id: unit.clone(),
-                parent_id: String::new(),
-                name: "Donghu".into(),
-                level: pb::OrgUnitLevel::Community as i32,
-            },
-            &admin,
-        ))
-        .await
-        .unwrap();
-    let cafe = id();
-    ca.admin
-        .register_merchant(auth(
-            pb::RegisterMerchantRequest {
-                request_id: id(),
-                program_id: program.clone(),
-                merchant_id: cafe.clone(),
-                org_unit_id: unit.clone(),
-                name: "Cafe".into(),
-                kind: pb::MerchantKind::Partner as i32,
-            },
-            &admin,
-        ))
-        .await
-        .unwrap();
-    let member = id();
-    ca.rec
-        .enrol_member(auth(
-            pb::EnrolMemberRequest {
-                request_id: id(),
-                program_id: program.clone(),
-                member_id: member.clone(),
-                org_unit_id: unit.clone(),
-                kind: pb::MemberKind::Resident as i32,
-                dual_registration: false,
-                card_code: "SH-1".into(),
-            },
-            &admin,
-        ))
+    let program = program(&mut ca, &admin, "Shared").await;
+    let unit = community(&mut ca, &admin, &program, "Donghu").await;
+    let cafe = merchant(&mut ca, &admin, &program, &unit, "Cafe").await;
+    let member = enrol(&mut ca, &admin, &program, &unit, "SH-1")
         .await
         .unwrap();
     // 20 points reach the member for one approved occasion of service.
-    let activity = id();
-    ca.rec
-        .define_activity(auth(
-            pb::DefineActivityRequest {
-                request_id: id(),
-                program_id: program.clone(),
-                activity_id: activity.clone(),
-                org_unit_id: unit.clone(),
-                name: "Patrol".into(),
-                category: "patrol".into(),
-                rule: Some(pb::ActivityRule {
-                    rule: Some(pb::activity_rule::Rule::PerOccasion("20".into())),
-                }),
-                time_kind: pb::TimeKind::Honour as i32,
-                ..Default::default()
-            },
-            &admin,
-        ))
-        .await
-        .unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let recorded = ca
-        .rec
-        .record_service(auth(
-            pb::RecordServiceRequest {
-                request_id: id(),
-                program_id: program.clone(),
-                records: vec![pb::ServiceRecordInput {
-                    member_id: member.clone(),
-                    activity_id: activity.clone(),
-                    org_unit_id: unit.clone(),
-                    started_at: Some(prost_types::Timestamp {
-                        seconds: now - 3600,
-                        nanos: 0,
-                    }),
-                    minutes: 60,
-                }],
-            },
-            &admin,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    ca.rec
-        .approve_service(auth(
-            pb::ApproveServiceRequest {
-                request_id: id(),
-                program_id: program.clone(),
-                record_ids: vec![recorded.records[0].record_id.clone()],
-            },
-            &admin,
-        ))
-        .await
-        .unwrap();
+    let activity = activity(
+        &mut ca.rec,
+        &admin,
+        pb::DefineActivityRequest {
+            coefficient: String::new(),
+            time_kind: pb::TimeKind::Honour as i32,
+            ..patrol(&program, &unit, "Patrol", Rule::PerOccasion("20".into()))
+        },
+    )
+    .await;
+    let records = vec![pb::ServiceRecordInput {
+        member_id: member.clone(),
+        activity_id: activity.clone(),
+        org_unit_id: unit.clone(),
+        started_at: Some(prost_types::Timestamp {
+            seconds: now_ms() / 1000 - 3600,
+            nanos: 0,
+        }),
+        minutes: 60,
+    }];
+    record_and_approve(&mut ca.rec, &admin, &program, records).await;
 
     // Server B serves the programme A created, with A's writes.
     let balance = |c: &mut Clients| {
@@ -248,32 +116,12 @@ async fn two_servers_share_one_database() {
 
     // One journal, one chain, a clean audit, seen from either server.
     for c in [&mut ca, &mut cb] {
-        let chain = c
-            .ledger
-            .verify_chain(auth(
-                pb::VerifyChainRequest {
-                    program_id: program.clone(),
-                },
-                &admin,
-            ))
-            .await
-            .unwrap()
-            .into_inner();
+        let chain = verify_chain(&mut c.ledger, &admin, &program).await;
         assert!(chain.ok, "{}", chain.message);
-        let audit = c
-            .ledger
-            .audit(auth(
-                pb::AuditRequest {
-                    program_id: program.clone(),
-                },
-                &admin,
-            ))
-            .await
-            .unwrap()
-            .into_inner();
+        let audit = audit_report(&mut c.ledger, &admin, &program).await;
         assert!(audit.ok, "{:?}", audit.breaches);
     }
     drop(a);
     drop(b);
-    drop_schema(&base, &name).await;
+    pg::drop_schema(&schema.base, &schema.name).await;
 }

@@ -6,7 +6,12 @@
 
 mod common;
 
-use common::{auth, id, reason, Server};
+use common::grpc::{
+    activity, audit_report, community, enrol, key, member_ref, now_pb, patrol, program,
+    record_and_approve,
+};
+use common::{auth, id, reason, Clients, Server};
+use pb::activity_rule::Rule;
 use pb::volunteering_client::VolunteeringClient;
 use points_grpc::pb;
 use tonic::transport::Channel;
@@ -29,87 +34,15 @@ struct World {
     patrol: String,
 }
 
-fn now_pb(offset_ms: i64) -> prost_types::Timestamp {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-        + offset_ms;
-    prost_types::Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    }
-}
-
-fn member_ref(member: &str) -> Option<pb::MemberRef> {
-    Some(pb::MemberRef {
-        member: Some(pb::member_ref::Member::MemberId(member.into())),
-    })
-}
-
-async fn key(
-    admin_client: &mut pb::admin_client::AdminClient<Channel>,
-    admin: &str,
-    program: &str,
-    role: pb::Role,
-    org_unit: &str,
-    merchant: &str,
-) -> String {
-    admin_client
-        .create_api_key(auth(
-            pb::CreateApiKeyRequest {
-                program_id: program.into(),
-                role: role as i32,
-                org_unit_id: org_unit.into(),
-                merchant_id: merchant.into(),
-                label: format!("{role:?} key"),
-            },
-            admin,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .secret
-}
-
 /// A programme with one community, a community supermarket and a cafe, a recorder key,
 /// two merchant keys, two members and a patrol activity (10 points an hour, at most 240
 /// minutes an occasion, credit time).
 async fn setup(server: &Server) -> World {
     let channel = server.channel().await;
-    let mut admin_client = pb::admin_client::AdminClient::new(channel.clone());
-    let mut rec = pb::recording_client::RecordingClient::new(channel.clone());
+    let mut c = Clients::new(channel.clone());
     let admin = server.admin_key();
-    let program = id();
-    admin_client
-        .create_program(auth(
-            pb::CreateProgramRequest {
-                request_id: id(),
-                program_id: program.clone(),
-                name: "Volunteer workflows".into(),
-                unit_name: "points".into(),
-                decimal_places: 2,
-                ..Default::default()
-            },
-            &admin,
-        ))
-        .await
-        .unwrap();
-    let community = id();
-    admin_client
-        .create_org_unit(auth(
-            pb::CreateOrgUnitRequest {
-                request_id: id(),
-                program_id: program.clone(),
-                org_unit_id: community.clone(),
-                parent_id: String::new(),
-                name: "Community A".into(),
-                level: pb::OrgUnitLevel::Community as i32,
-            },
-            &admin,
-        ))
-        .await
-        .unwrap();
+    let program = program(&mut c, &admin, "Volunteer workflows").await;
+    let community = community(&mut c, &admin, &program, "Community A").await;
     let mut merchants = Vec::new();
     for (name, kind) in [
         (
@@ -119,7 +52,7 @@ async fn setup(server: &Server) -> World {
         ("Corner cafe", pb::MerchantKind::Partner),
     ] {
         let merchant = id();
-        admin_client
+        c.admin
             .register_merchant(auth(
                 pb::RegisterMerchantRequest {
                     request_id: id(),
@@ -136,76 +69,34 @@ async fn setup(server: &Server) -> World {
         merchants.push(merchant);
     }
     let (shop, cafe) = (merchants[0].clone(), merchants[1].clone());
-    let recorder = key(
-        &mut admin_client,
-        &admin,
-        &program,
-        pb::Role::Recorder,
-        &community,
-        "",
-    )
-    .await;
-    let till_shop = key(
-        &mut admin_client,
-        &admin,
-        &program,
-        pb::Role::Merchant,
-        "",
-        &shop,
-    )
-    .await;
-    let till_cafe = key(
-        &mut admin_client,
-        &admin,
-        &program,
-        pb::Role::Merchant,
-        "",
-        &cafe,
-    )
-    .await;
+    let (recorder, _) = key(&mut c, &admin, &program, pb::Role::Recorder, &community, "").await;
+    let (till_shop, _) = key(&mut c, &admin, &program, pb::Role::Merchant, "", &shop).await;
+    let (till_cafe, _) = key(&mut c, &admin, &program, pb::Role::Merchant, "", &cafe).await;
     let mut members = Vec::new();
     for _ in 0..2 {
-        let member = id();
-        rec.enrol_member(auth(
-            pb::EnrolMemberRequest {
-                request_id: id(),
-                program_id: program.clone(),
-                member_id: member.clone(),
-                org_unit_id: community.clone(),
-                kind: pb::MemberKind::Resident as i32,
-                dual_registration: false,
-                card_code: String::new(),
-            },
-            &recorder,
-        ))
-        .await
-        .unwrap();
-        members.push(member);
+        members.push(
+            enrol(&mut c, &recorder, &program, &community, "")
+                .await
+                .unwrap(),
+        );
     }
-    let patrol = id();
-    rec.define_activity(auth(
-        pb::DefineActivityRequest {
-            request_id: id(),
-            program_id: program.clone(),
-            activity_id: patrol.clone(),
-            org_unit_id: community.clone(),
-            name: "Evening patrol".into(),
-            category: "patrol".into(),
-            rule: Some(pb::ActivityRule {
-                rule: Some(pb::activity_rule::Rule::PerHour("10".into())),
-            }),
-            coefficient: "1".into(),
-            max_minutes_per_occasion: Some(240),
-            daily_points_cap: None,
-            time_kind: pb::TimeKind::Credit as i32,
-        },
+    let patrol = activity(
+        &mut c.rec,
         &recorder,
-    ))
-    .await
-    .unwrap();
+        pb::DefineActivityRequest {
+            max_minutes_per_occasion: Some(240),
+            ..patrol(
+                &program,
+                &community,
+                "Evening patrol",
+                Rule::PerHour("10".into()),
+            )
+        },
+    )
+    .await;
     World {
         vol: VolunteeringClient::new(channel.clone()),
-        rec,
+        rec: c.rec,
         pos: pb::point_of_sale_client::PointOfSaleClient::new(channel.clone()),
         ledger: pb::ledger_client::LedgerClient::new(channel),
         admin,
@@ -237,17 +128,7 @@ async fn balance(w: &World, member: &str) -> pb::GetBalanceResponse {
 }
 
 async fn audit_clean(w: &mut World) {
-    let report = w
-        .ledger
-        .audit(auth(
-            pb::AuditRequest {
-                program_id: w.program.clone(),
-            },
-            &w.admin,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let report = audit_report(&mut w.ledger, &w.admin, &w.program).await;
     assert!(report.ok, "audit: {:?}", report.breaches);
 }
 
@@ -538,36 +419,14 @@ async fn a_catalogue_redemption_takes_points_and_stock_together() {
     let server = Server::start();
     let mut w = setup(&server).await;
     // Fund the member: two hours of approved patrol, 20 points.
-    let records = w
-        .rec
-        .record_service(auth(
-            pb::RecordServiceRequest {
-                request_id: id(),
-                program_id: w.program.clone(),
-                records: vec![pb::ServiceRecordInput {
-                    member_id: w.member.clone(),
-                    activity_id: w.patrol.clone(),
-                    org_unit_id: w.community.clone(),
-                    started_at: Some(now_pb(-3 * 3_600_000)),
-                    minutes: 120,
-                }],
-            },
-            &w.recorder,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    w.rec
-        .approve_service(auth(
-            pb::ApproveServiceRequest {
-                request_id: id(),
-                program_id: w.program.clone(),
-                record_ids: vec![records.records[0].record_id.clone()],
-            },
-            &w.recorder,
-        ))
-        .await
-        .unwrap();
+    let records = vec![pb::ServiceRecordInput {
+        member_id: w.member.clone(),
+        activity_id: w.patrol.clone(),
+        org_unit_id: w.community.clone(),
+        started_at: Some(now_pb(-3 * 3_600_000)),
+        minutes: 120,
+    }];
+    record_and_approve(&mut w.rec, &w.recorder, &w.program, records).await;
 
     let item = id();
     let listed = w

@@ -3,6 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+pub mod cli;
+pub mod grpc;
+pub mod pg;
+
 use points_grpc::pb;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

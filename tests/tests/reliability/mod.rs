@@ -2,9 +2,14 @@
 //! `bank_checker.rs`): a programme with one community, one merchant, keys of every role,
 //! and members who each earned points, created over gRPC through the real server.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code, unused_imports)]
 
+use crate::common::grpc::{
+    activity, community, enrol, merchant, patrol, program, record_and_approve,
+};
+pub use crate::common::grpc::{key, member_ref, now_pb};
 use crate::common::{auth, id, Clients};
+use pb::activity_rule::Rule;
 use points_grpc::pb;
 
 /// What [`world`] created.
@@ -23,142 +28,30 @@ pub struct World {
     pub members: Vec<String>,
 }
 
-/// A member reference by id.
-pub fn member_ref(member: &str) -> Option<pb::MemberRef> {
-    Some(pb::MemberRef {
-        member: Some(pb::member_ref::Member::MemberId(member.into())),
-    })
-}
-
-/// A timestamp `offset_ms` from now.
-pub fn now_pb(offset_ms: i64) -> prost_types::Timestamp {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-        + offset_ms;
-    prost_types::Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    }
-}
-
-/// Creates an API key; returns its secret and id.
-pub async fn key(
-    c: &mut Clients,
-    admin: &str,
-    program: &str,
-    role: pb::Role,
-    org_unit: &str,
-    merchant: &str,
-) -> (String, String) {
-    let r = c
-        .admin
-        .create_api_key(auth(
-            pb::CreateApiKeyRequest {
-                program_id: program.into(),
-                role: role as i32,
-                org_unit_id: org_unit.into(),
-                merchant_id: merchant.into(),
-                label: format!("{role:?} key"),
-            },
-            admin,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    (r.secret, r.api_key.unwrap().api_key_id)
-}
-
 /// A programme (two decimal places) whose `members` members each hold `points` points.
 pub async fn world(c: Clients, admin: &str, members: usize, points: &str) -> World {
     let mut c = c;
-    let program = id();
-    c.admin
-        .create_program(auth(
-            pb::CreateProgramRequest {
-                request_id: id(),
-                program_id: program.clone(),
-                name: "Reliability".into(),
-                unit_name: "points".into(),
-                decimal_places: 2,
-                ..Default::default()
-            },
-            admin,
-        ))
-        .await
-        .unwrap();
-    let community = id();
-    c.admin
-        .create_org_unit(auth(
-            pb::CreateOrgUnitRequest {
-                request_id: id(),
-                program_id: program.clone(),
-                org_unit_id: community.clone(),
-                parent_id: String::new(),
-                name: "Community".into(),
-                level: pb::OrgUnitLevel::Community as i32,
-            },
-            admin,
-        ))
-        .await
-        .unwrap();
-    let merchant = id();
-    c.admin
-        .register_merchant(auth(
-            pb::RegisterMerchantRequest {
-                request_id: id(),
-                program_id: program.clone(),
-                merchant_id: merchant.clone(),
-                org_unit_id: community.clone(),
-                name: "Shop".into(),
-                kind: pb::MerchantKind::Partner as i32,
-            },
-            admin,
-        ))
-        .await
-        .unwrap();
-    let activity = id();
-    c.rec
-        .define_activity(auth(
-            pb::DefineActivityRequest {
-                request_id: id(),
-                program_id: program.clone(),
-                activity_id: activity.clone(),
-                org_unit_id: community.clone(),
-                name: "Patrol".into(),
-                category: "patrol".into(),
-                rule: Some(pb::ActivityRule {
-                    rule: Some(pb::activity_rule::Rule::PerOccasion(points.into())),
-                }),
-                coefficient: "1".into(),
-                max_minutes_per_occasion: None,
-                daily_points_cap: None,
-                time_kind: pb::TimeKind::Credit as i32,
-            },
-            admin,
-        ))
-        .await
-        .unwrap();
+    let program = program(&mut c, admin, "Reliability").await;
+    let community = community(&mut c, admin, &program, "Community").await;
+    let merchant = merchant(&mut c, admin, &program, &community, "Shop").await;
+    let activity = activity(
+        &mut c.rec,
+        admin,
+        patrol(
+            &program,
+            &community,
+            "Patrol",
+            Rule::PerOccasion(points.into()),
+        ),
+    )
+    .await;
     let mut ids = Vec::new();
     for _ in 0..members {
-        let member = id();
-        c.rec
-            .enrol_member(auth(
-                pb::EnrolMemberRequest {
-                    request_id: id(),
-                    program_id: program.clone(),
-                    member_id: member.clone(),
-                    org_unit_id: community.clone(),
-                    kind: pb::MemberKind::Resident as i32,
-                    dual_registration: false,
-                    card_code: String::new(),
-                },
-                admin,
-            ))
-            .await
-            .unwrap();
-        ids.push(member);
+        ids.push(
+            enrol(&mut c, admin, &program, &community, "")
+                .await
+                .unwrap(),
+        );
     }
     if members > 0 {
         let records = ids
@@ -171,30 +64,7 @@ pub async fn world(c: Clients, admin: &str, members: usize, points: &str) -> Wor
                 minutes: 60,
             })
             .collect();
-        let recorded = c
-            .rec
-            .record_service(auth(
-                pb::RecordServiceRequest {
-                    request_id: id(),
-                    program_id: program.clone(),
-                    records,
-                },
-                admin,
-            ))
-            .await
-            .unwrap()
-            .into_inner();
-        c.rec
-            .approve_service(auth(
-                pb::ApproveServiceRequest {
-                    request_id: id(),
-                    program_id: program.clone(),
-                    record_ids: recorded.records.into_iter().map(|r| r.record_id).collect(),
-                },
-                admin,
-            ))
-            .await
-            .unwrap();
+        record_and_approve(&mut c.rec, admin, &program, records).await;
     }
     let (merchant_key, merchant_key_id) =
         key(&mut c, admin, &program, pb::Role::Merchant, "", &merchant).await;

@@ -4,89 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
-use crate::common::binary;
-use serde_json::Value;
+use crate::common::cli::{hours_ago_ms, service_csv, Cli};
 use std::path::Path;
-use std::process::{Command, Output};
-
-/// The `points` CLI with a server, key and programme.
-pub struct Cli {
-    /// `http://host:port`.
-    pub server: String,
-    /// The API key ("" for none).
-    pub key: String,
-    /// The programme id.
-    pub program: String,
-}
-
-impl Cli {
-    /// Runs `points` with the key.
-    pub fn run(&self, args: &[&str]) -> Output {
-        self.run_as(&self.key, args)
-    }
-
-    /// Runs `points` with another key ("" for none).
-    pub fn run_as(&self, key: &str, args: &[&str]) -> Output {
-        let mut command = Command::new(binary("points"));
-        command
-            .env_remove("POINTS_PROGRAM")
-            .env_remove("POINTS_API_KEY")
-            .env("POINTS_SERVER", &self.server);
-        if !key.is_empty() {
-            command.env("POINTS_API_KEY", key);
-        }
-        if !self.program.is_empty() {
-            command.env("POINTS_PROGRAM", &self.program);
-        }
-        command.args(args).output().expect("running points")
-    }
-
-    /// Runs and asserts success; returns stdout.
-    pub fn ok(&self, args: &[&str]) -> String {
-        self.ok_as(&self.key.clone(), args)
-    }
-
-    /// Runs with another key and asserts success; returns stdout.
-    pub fn ok_as(&self, key: &str, args: &[&str]) -> String {
-        let out = self.run_as(key, args);
-        assert!(
-            out.status.success(),
-            "points {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Runs, asserts failure, and returns stderr.
-    pub fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            !out.status.success(),
-            "points {args:?} should fail: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-
-    /// Runs with --json and parses stdout.
-    pub fn json(&self, args: &[&str]) -> Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        serde_json::from_str(&self.ok(&all)).unwrap()
-    }
-}
-
-/// A string field by dotted path.
-pub fn s(v: &Value, path: &str) -> String {
-    let mut v = v;
-    for part in path.split('.') {
-        v = &v[part];
-    }
-    v.as_str()
-        .map(str::to_owned)
-        .unwrap_or_else(|| v.to_string())
-}
 
 /// What [`seed`] made.
 pub struct Seeded {
@@ -99,69 +18,16 @@ pub struct Seeded {
 /// One community "Donghu" with a cafe; DH-0001 serves 3 hours (30 points), DH-0002 one
 /// hour (10 points); DH-0001 spends 12.50 at the cafe. Sets `cli.program`.
 pub fn seed(cli: &mut Cli, dir: &Path) -> Seeded {
-    let created = cli.json(&[
-        "program",
-        "create",
-        "--name",
-        "Donghu volunteer points",
-        "--decimal-places",
-        "2",
-    ]);
-    cli.program = s(&created, "program.program_id");
-    let community = s(
-        &cli.json(&[
-            "org-unit",
-            "create",
-            "--name",
-            "Donghu",
-            "--level",
-            "community",
-        ]),
-        "org_unit.org_unit_id",
+    cli.create_program("Donghu volunteer points", &["--decimal-places", "2"]);
+    let community = cli.org_unit("Donghu", None, "community");
+    let cafe = cli.merchant(&community, "Corner cafe");
+    let members = ["DH-0001", "DH-0002"].map(|card| cli.enrol(&community, Some(card)));
+    let activity = cli.activity(&community, "Patrol", &["--per-hour", "10"]);
+    let start = hours_ago_ms(5);
+    let csv = service_csv(
+        &[(0, 60), (0, 60), (0, 60), (1, 60)]
+            .map(|(member, minutes)| (&*members[member], &*activity, &*community, start, minutes)),
     );
-    let cafe = s(
-        &cli.json(&[
-            "merchant",
-            "register",
-            "--org-unit",
-            &community,
-            "--name",
-            "Corner cafe",
-        ]),
-        "merchant.merchant_id",
-    );
-    let mut members = Vec::new();
-    for card in ["DH-0001", "DH-0002"] {
-        members.push(s(
-            &cli.json(&["member", "enrol", "--org-unit", &community, "--card", card]),
-            "member_id",
-        ));
-    }
-    let activity = s(
-        &cli.json(&[
-            "activity",
-            "define",
-            "--org-unit",
-            &community,
-            "--name",
-            "Patrol",
-            "--per-hour",
-            "10",
-        ]),
-        "activity_id",
-    );
-    let start = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        - 5 * 3_600_000;
-    let mut csv = String::from("member_id,activity_id,org_unit_id,started_at,minutes\n");
-    for (member, minutes) in [(0, 60), (0, 60), (0, 60), (1, 60)] {
-        csv.push_str(&format!(
-            "{},{activity},{community},{start},{minutes}\n",
-            members[member]
-        ));
-    }
     let file = dir.join("records.csv");
     std::fs::write(&file, csv).unwrap();
     cli.ok(&[
