@@ -15,7 +15,7 @@
 //! be refunded or reversed, which returns points only. Goods that come back are put back on
 //! the shelf with a restock entry, so stock always follows entries that say so.
 
-use super::{Fact, Ledger};
+use super::Ledger;
 use crate::amount::{Amount, Points, MAX_AMOUNT_MINOR};
 use crate::command::{Actor, MAX_BATCH};
 use crate::entry::{points, Account, EntryKind, Posting};
@@ -454,21 +454,7 @@ impl Ledger {
                         i.stock = i.stock.saturating_sub(line.quantity);
                     }
                 }
-                let Some(ix) = self.ix(*member) else { return };
-                self.prune_holds(ix, at);
-                self.debit_member(ix, *amount);
-                self.adjust_merchant(*merchant, amount.minor());
-                self.facts.insert(
-                    this,
-                    Fact::Spend {
-                        member: ix,
-                        merchant: *merchant,
-                        taken: *amount,
-                        refunded: Points::ZERO,
-                        at,
-                        reversed: false,
-                    },
-                );
+                self.evolve_spend(this, at, *member, *merchant, *amount);
             }
         }
     }

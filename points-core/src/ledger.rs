@@ -1811,6 +1811,34 @@ impl Ledger {
         taken
     }
 
+    /// Folds a spend at a merchant (a redemption, or a redemption of catalogue items): the
+    /// member's lots are debited, the merchant credited, and the spend remembered so that a
+    /// refund or reversal can name it.
+    pub(crate) fn evolve_spend(
+        &mut self,
+        this: EntryId,
+        at: Timestamp,
+        member: MemberId,
+        merchant: MerchantId,
+        amount: Points,
+    ) {
+        let Some(ix) = self.ix(member) else { return };
+        self.prune_holds(ix, at);
+        self.debit_member(ix, amount);
+        self.adjust_merchant(merchant, amount.minor());
+        self.facts.insert(
+            this,
+            Fact::Spend {
+                member: ix,
+                merchant,
+                taken: amount,
+                refunded: Points::ZERO,
+                at,
+                reversed: false,
+            },
+        );
+    }
+
     fn prune_holds(&mut self, ix: u32, at: Timestamp) {
         let holds = &self.holds;
         if let Some(list) = self.member_holds.get_mut(&ix) {
@@ -2040,23 +2068,7 @@ impl Ledger {
                 member,
                 merchant,
                 amount,
-            } => {
-                let Some(ix) = self.ix(*member) else { return };
-                self.prune_holds(ix, at);
-                self.debit_member(ix, *amount);
-                self.adjust_merchant(*merchant, amount.minor());
-                self.facts.insert(
-                    this,
-                    Fact::Spend {
-                        member: ix,
-                        merchant: *merchant,
-                        taken: *amount,
-                        refunded: Points::ZERO,
-                        at,
-                        reversed: false,
-                    },
-                );
-            }
+            } => self.evolve_spend(this, at, *member, *merchant, *amount),
             Event::HoldPlaced {
                 member,
                 merchant,
