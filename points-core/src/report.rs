@@ -18,6 +18,8 @@
 use crate::checkpoint::{pseudonym, SignedCheckpoint};
 use crate::entry::{Entry, Event, Reversal};
 use crate::ids::{MemberId, MerchantId, OrgUnitId, PoolId, ProgramId, RecordId};
+use crate::ledger::{catalogue::CatalogueEvent, gathering::GatheringEvent, wish::WishEvent};
+use crate::model::Award;
 use crate::rollup::{Rollup, Stats};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -534,6 +536,17 @@ impl Extractor {
                     self.records.insert(r.id, r.org_unit);
                 }
             }
+            // A wish's confirmation and an event's check-out create service records too.
+            Event::Wish(event) => {
+                if let WishEvent::Confirmed { record, .. } = &**event {
+                    self.records.insert(record.id, record.org_unit);
+                }
+            }
+            Event::Gathering(event) => {
+                if let GatheringEvent::CheckedOut { record, .. } = &**event {
+                    self.records.insert(record.id, record.org_unit);
+                }
+            }
             _ => {}
         }
         if in_period {
@@ -549,14 +562,58 @@ impl Extractor {
         self.pools.get(&p).map(|(u, _)| *u)
     }
 
+    fn service_rows(&mut self, entry: &Entry, awards: &[Award]) {
+        for a in awards {
+            let place = self.records.get(&a.record).copied();
+            let (points, minutes) = (a.points.minor(), a.minutes.get());
+            self.row(
+                entry,
+                place,
+                RowKind::Service,
+                a.member,
+                points,
+                minutes,
+                None,
+                None,
+            );
+        }
+    }
+
     fn rows_of(&mut self, entry: &Entry) {
         use RowKind::*;
         match entry.event() {
-            Event::ServiceApproved { awards } => {
-                for a in awards {
-                    let place = self.records.get(&a.record).copied();
-                    let (points, minutes) = (a.points.minor(), a.minutes.get());
-                    self.row(entry, place, Service, a.member, points, minutes, None, None);
+            Event::ServiceApproved { awards } => self.service_rows(entry, awards),
+            // Issue 5: a confirmed wish and an approved event earn like any approval, and a
+            // redemption of catalogue items is a spend, as the roll-up counts them.
+            Event::Wish(event) => {
+                if let WishEvent::Confirmed { award, .. } = &**event {
+                    self.service_rows(entry, std::slice::from_ref(award));
+                }
+            }
+            Event::Gathering(event) => {
+                if let GatheringEvent::Approved { awards, .. } = &**event {
+                    self.service_rows(entry, awards);
+                }
+            }
+            Event::Catalogue(event) => {
+                if let CatalogueEvent::ItemsRedeemed {
+                    member,
+                    merchant,
+                    amount,
+                    ..
+                } = &**event
+                {
+                    let place = self.merchant_place(*merchant);
+                    self.row(
+                        entry,
+                        place,
+                        Spend,
+                        *member,
+                        amount.minor(),
+                        0,
+                        Some(*merchant),
+                        None,
+                    );
                 }
             }
             Event::Redeemed {

@@ -495,3 +495,42 @@ fn certificates_list_wish_and_event_records() {
         other.records
     );
 }
+
+/// The public report's rows and the roll-up it publishes must agree (a verifier recomputes
+/// the summary from the rows), so wishes, events and item redemptions must be rows too.
+#[test]
+fn public_report_rows_agree_with_the_roll_up_over_wishes_events_and_items() {
+    use points_core::report::{Extractor, ReportScope, Summary};
+    let mut fx = Fx::standard();
+    volunteer_month(&mut fx);
+    let period = everything(&fx);
+    let (from, to) = match period {
+        Period::Range { from, to } => (from, to),
+        _ => unreachable!(),
+    };
+    let mut extractor = Extractor::new(
+        [9; 32],
+        ReportScope {
+            org_unit: None,
+            from: Some(from),
+            until: Some(to),
+        },
+    );
+    for entry in &fx.journal {
+        extractor.observe(entry);
+    }
+    let pseudonyms: std::collections::HashMap<MemberId, String> = [m_a(), m_a2()]
+        .into_iter()
+        .map(|m| (m, extractor.pseudonym_of(m)))
+        .collect();
+    let (rows, _) = extractor.finish();
+    let rollup = Rollup::compute(&fx.journal, period).unwrap();
+    let published = Summary::from_rollup(
+        &rollup,
+        None,
+        |m| pseudonyms.get(&m).cloned().unwrap_or_default(),
+        &rows,
+    );
+    assert_eq!(Summary::of(&rows), published);
+    assert!(published.totals.service_points > 0 && published.totals.spent_points > 0);
+}
