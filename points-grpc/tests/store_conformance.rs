@@ -611,6 +611,81 @@ async fn sqlite_corrupt_entry_stops_start_up() {
     assert!(message.contains(&f.program.to_string()), "{message}");
 }
 
+/// A database written by schema version 1 (an `idk` column and index for entry ids) is
+/// migrated at start: the column and index go, and every entry is still found by its id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_schema_1_is_migrated_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig::Sqlite {
+        dir: dir.path().to_path_buf(),
+    };
+    let engine = Engine::open(config.clone(), options(1_000)).await.unwrap();
+    let f = Fixture::new(3);
+    f.set_up(&engine).await;
+    let entries = engine.entries(f.program, 0, 100).await.unwrap();
+    engine.shutdown().await;
+    drop(engine);
+
+    // Turn the file back into what version 1 wrote.
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("points.db")).unwrap();
+        conn.execute_batch(
+            "ALTER TABLE entries ADD COLUMN idk INTEGER NOT NULL DEFAULT 0;
+             CREATE INDEX entries_id ON entries (idk);
+             UPDATE meta SET value = 1 WHERE key = 'schema_version';",
+        )
+        .unwrap();
+    }
+
+    let engine = Engine::open(config.clone(), options(1_000)).await.unwrap();
+    for entry in &entries {
+        assert_eq!(
+            engine
+                .entry_by_id(f.program, entry.id())
+                .await
+                .unwrap()
+                .as_ref(),
+            Some(entry)
+        );
+    }
+    let redeemed = engine
+        .submit_many_at(
+            f.program,
+            vec![f.redeem(f.members[0], "5")],
+            Timestamp::from_millis(T0 + 5000),
+        )
+        .await;
+    assert!(matches!(redeemed[0], Ok(Applied::New(_))), "{redeemed:?}");
+    engine.shutdown().await;
+    drop(engine);
+
+    let conn = rusqlite::Connection::open(dir.path().join("points.db")).unwrap();
+    let version: i64 = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(version, 2);
+    let idk_columns: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM pragma_table_info('entries') WHERE name = 'idk'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(idk_columns, 0);
+    let indexes: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'entries_id'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(indexes, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_corrupt_entry_before_checkpoint_is_found_by_verify_chain() {
     let dir = tempfile::tempdir().unwrap();

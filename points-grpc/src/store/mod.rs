@@ -236,10 +236,3 @@ pub(crate) fn tree_head_from(text: &str) -> StoreResult<SignedCheckpoint> {
     serde_json::from_str(text)
         .map_err(|e| StoreError::Unavailable(format!("a stored tree head is unreadable: {e}")))
 }
-
-/// The first four bytes of an entry id as an integer: a compact index key (SQLite stores it
-/// in four bytes; collisions are resolved by comparing the decoded entry's id).
-pub(crate) fn id_key(id: EntryId) -> i64 {
-    let bytes = uuid::Uuid::from(id).into_bytes();
-    i64::from(i32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
-}

@@ -93,6 +93,15 @@ CREATE TABLE tree_heads (
 );
 ",
     ),
+    (
+        4,
+        "
+-- An entry id is derived from its programme and sequence number, so entry_by_id reads
+-- the row by (program_id, seq): the entry_id column and its index only cost writes.
+DROP INDEX entries_entry_id;
+ALTER TABLE entries DROP COLUMN entry_id;
+",
+    ),
 ];
 
 /// Idle connections kept open.
@@ -446,11 +455,10 @@ impl Store for PostgresStore {
                 .map_err(classify)?;
                 let request = id_bytes(genesis.entry.request_id());
                 let fp = genesis.fingerprint.to_vec();
-                let entry_id = id_bytes(genesis.entry.id());
                 let body = genesis.entry.encode();
                 conn.execute(
-                    "INSERT INTO entries (program_id, seq, request_id, fingerprint, entry_id, body) VALUES ($1, 0, $2, $3, $4, $5)",
-                    &[&program, &request, &fp, &entry_id, &body],
+                    "INSERT INTO entries (program_id, seq, request_id, fingerprint, body) VALUES ($1, 0, $2, $3, $4)",
+                    &[&program, &request, &fp, &body],
                 )
                 .await
                 .map_err(classify)?;
@@ -474,13 +482,11 @@ impl Store for PostgresStore {
         let mut seqs = Vec::with_capacity(entries.len());
         let mut requests = Vec::with_capacity(entries.len());
         let mut prints = Vec::with_capacity(entries.len());
-        let mut ids = Vec::with_capacity(entries.len());
         let mut bodies = Vec::with_capacity(entries.len());
         for e in entries {
             seqs.push(i64::try_from(e.entry.sequence()).unwrap_or(i64::MAX));
             requests.push(id_bytes(e.entry.request_id()));
             prints.push(e.fingerprint.to_vec());
-            ids.push(id_bytes(e.entry.id()));
             bodies.push(e.entry.encode());
         }
         let bounds = seq_param(expected_next)
@@ -501,9 +507,9 @@ impl Store for PostgresStore {
                     return Err(StoreError::Conflict);
                 }
                 conn.execute(
-                    "INSERT INTO entries (program_id, seq, request_id, fingerprint, entry_id, body) \
-                     SELECT $1, s, r, f, i, b FROM UNNEST($2::BIGINT[], $3::BYTEA[], $4::BYTEA[], $5::BYTEA[], $6::BYTEA[]) AS t(s, r, f, i, b)",
-                    &[&program, &seqs, &requests, &prints, &ids, &bodies],
+                    "INSERT INTO entries (program_id, seq, request_id, fingerprint, body) \
+                     SELECT $1, s, r, f, b FROM UNNEST($2::BIGINT[], $3::BYTEA[], $4::BYTEA[], $5::BYTEA[]) AS t(s, r, f, b)",
+                    &[&program, &seqs, &requests, &prints, &bodies],
                 )
                 .await
                 .map_err(classify)?;
@@ -535,16 +541,11 @@ impl Store for PostgresStore {
     ) -> BoxFuture<'_, StoreResult<Option<StoredEntry>>> {
         self.with(move |conn| {
             Box::pin(async move {
-                let rows = conn
-                    .query(
-                        "SELECT seq, fingerprint, body FROM entries WHERE program_id = $1 AND entry_id = $2",
-                        &[&id_bytes(program), &id_bytes(id)],
-                    )
-                    .await
-                    .map_err(unavailable)?;
-                Ok(rows_to_entries(&rows)?
-                    .into_iter()
-                    .find(|e| e.entry.id() == id))
+                let Some(sequence) = id.sequence_for(EntryId::program_prefix(program)) else {
+                    return Ok(None);
+                };
+                let found = read_entries_on(conn, &id_bytes(program), sequence, 1).await?;
+                Ok(found.into_iter().next().filter(|e| e.entry.id() == id))
             })
         })
     }

@@ -7,12 +7,12 @@
 //! -- A programme's small integer handle keeps entry keys short.
 //! CREATE TABLE programs (handle INTEGER PRIMARY KEY, program_id BLOB NOT NULL UNIQUE,
 //!                        next_seq INTEGER NOT NULL, head BLOB NOT NULL);
-//! -- k = handle << 40 | sequence; body = Entry::encode(); fp = request fingerprint;
-//! -- idk = the first 4 bytes of the entry id (entry_by_id; collisions are checked).
+//! -- k = handle << 40 | sequence; body = Entry::encode(); fp = request fingerprint.
+//! -- An entry id is derived from its programme and sequence number, so entry_by_id
+//! -- finds the row by its key and needs no index of its own.
 //! CREATE TABLE entries (k INTEGER PRIMARY KEY, req BLOB NOT NULL, fp BLOB NOT NULL,
-//!                       idk INTEGER NOT NULL, body BLOB NOT NULL);
+//!                       body BLOB NOT NULL);
 //! CREATE UNIQUE INDEX entries_request ON entries (k >> 40, req);
-//! CREATE INDEX entries_id ON entries (idk);
 //! CREATE TABLE checkpoints (handle INTEGER NOT NULL, next_seq INTEGER NOT NULL,
 //!                           head BLOB NOT NULL, snapshot BLOB NOT NULL,
 //!                           PRIMARY KEY (handle, next_seq));
@@ -29,8 +29,8 @@
 //! interleave entries.
 
 use super::{
-    decode_entry, id_key, secret_from, BoxFuture, Checkpoint, Faults, Store, StoreError,
-    StoreResult, StoredEntry,
+    decode_entry, secret_from, BoxFuture, Checkpoint, Faults, Store, StoreError, StoreResult,
+    StoredEntry,
 };
 use crate::engine::ApiKeyRecord;
 use points_core::checkpoint::SignedCheckpoint;
@@ -56,16 +56,24 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS programs (handle INTEGER PRIMARY KEY, program_id BLOB NOT NULL UNIQUE,
     next_seq INTEGER NOT NULL, head BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS entries (k INTEGER PRIMARY KEY, req BLOB NOT NULL, fp BLOB NOT NULL,
-    idk INTEGER NOT NULL, body BLOB NOT NULL);
+    body BLOB NOT NULL);
 CREATE UNIQUE INDEX IF NOT EXISTS entries_request ON entries (k >> 40, req);
-CREATE INDEX IF NOT EXISTS entries_id ON entries (idk);
 CREATE TABLE IF NOT EXISTS checkpoints (handle INTEGER NOT NULL, next_seq INTEGER NOT NULL,
     head BLOB NOT NULL, snapshot BLOB NOT NULL, PRIMARY KEY (handle, next_seq));
 CREATE TABLE IF NOT EXISTS api_keys (id BLOB PRIMARY KEY, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS tree_heads (handle INTEGER NOT NULL, size INTEGER NOT NULL,
     body TEXT NOT NULL, PRIMARY KEY (handle, size));
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', 1);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', 2);
+";
+
+/// Version 1 kept a column and an index of entry-id prefixes for `entry_by_id`; version 2
+/// derives the row key from the id instead, which saves about 20 bytes per entry and one
+/// index update per write.
+const MIGRATE_1_TO_2: &str = "
+DROP INDEX IF EXISTS entries_id;
+ALTER TABLE entries DROP COLUMN idk;
+UPDATE meta SET value = 2 WHERE key = 'schema_version';
 ";
 
 struct Shared {
@@ -134,12 +142,18 @@ impl SqliteStore {
         // The writer inserts into two indexes keyed by random ids: keep their pages cached.
         conn.execute_batch(&format!("PRAGMA cache_size=-{WRITER_CACHE_KIB};"))?;
         conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;"))?;
-        let version: i64 = conn.query_row(
-            "SELECT value FROM meta WHERE key = 'schema_version'",
-            [],
-            |r| r.get(0),
-        )?;
-        anyhow::ensure!(version == 1, "unsupported schema version {version}");
+        let schema_version = |conn: &Connection| -> rusqlite::Result<i64> {
+            conn.query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+        };
+        if schema_version(&conn)? == 1 {
+            conn.execute_batch(&format!("BEGIN IMMEDIATE; {MIGRATE_1_TO_2} COMMIT;"))?;
+        }
+        let version = schema_version(&conn)?;
+        anyhow::ensure!(version == 2, "unsupported schema version {version}");
         let mut handles = HashMap::new();
         {
             let mut stmt = conn.prepare("SELECT handle, program_id FROM programs")?;
@@ -251,7 +265,6 @@ struct Row {
     seq: u64,
     req: [u8; 16],
     fp: [u8; 16],
-    idk: i64,
     body: Vec<u8>,
 }
 
@@ -260,17 +273,16 @@ fn row(stored: &StoredEntry) -> Row {
         seq: stored.entry.sequence(),
         req: uuid::Uuid::from(stored.entry.request_id()).into_bytes(),
         fp: stored.fingerprint,
-        idk: id_key(stored.entry.id()),
         body: stored.entry.encode(),
     }
 }
 
 fn insert_rows(tx: &rusqlite::Transaction<'_>, handle: i64, rows: &[Row]) -> StoreResult<()> {
     let mut stmt = tx
-        .prepare_cached("INSERT INTO entries (k, req, fp, idk, body) VALUES (?1, ?2, ?3, ?4, ?5)")
+        .prepare_cached("INSERT INTO entries (k, req, fp, body) VALUES (?1, ?2, ?3, ?4)")
         .map_err(unavailable)?;
     for r in rows {
-        stmt.execute(params![key(handle, r.seq)?, r.req, r.fp, r.idk, r.body])
+        stmt.execute(params![key(handle, r.seq)?, r.req, r.fp, r.body])
             .map_err(unavailable)?;
     }
     Ok(())
@@ -420,25 +432,11 @@ impl Store for SqliteStore {
             let Some(handle) = shared.handle(program) else {
                 return Ok(None);
             };
-            shared.read(|conn| {
-                let mut stmt = conn
-                    .prepare_cached("SELECT k, fp, body FROM entries WHERE idk = ?1")
-                    .map_err(unavailable)?;
-                let mut rows = stmt.query([id_key(id)]).map_err(unavailable)?;
-                while let Some(row) = rows.next().map_err(unavailable)? {
-                    let k: i64 = row.get(0).map_err(unavailable)?;
-                    if k >> SEQ_BITS != handle {
-                        continue;
-                    }
-                    let fp = blob(row, 1)?;
-                    let body = blob(row, 2)?;
-                    let stored = decode_entry(sequence_of(k), body, fp)?;
-                    if stored.entry.id() == id {
-                        return Ok(Some(stored));
-                    }
-                }
-                Ok(None)
-            })
+            let Some(sequence) = id.sequence_for(EntryId::program_prefix(program)) else {
+                return Ok(None);
+            };
+            let stored = shared.read_entries(handle, sequence, 1)?.into_iter().next();
+            Ok(stored.filter(|e| e.entry.id() == id))
         })
     }
 
