@@ -611,8 +611,8 @@ async fn sqlite_corrupt_entry_stops_start_up() {
     assert!(message.contains(&f.program.to_string()), "{message}");
 }
 
-/// A database written by schema version 1 (an `idk` column and index for entry ids) is
-/// migrated at start: the column and index go, and every entry is still found by its id.
+/// A database written by schema version 1 (`idk` and `req` columns with their indexes) is
+/// migrated at start: the columns and indexes go, and every entry is still found by its id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_schema_1_is_migrated_at_start() {
     let dir = tempfile::tempdir().unwrap();
@@ -631,7 +631,9 @@ async fn sqlite_schema_1_is_migrated_at_start() {
         let conn = rusqlite::Connection::open(dir.path().join("points.db")).unwrap();
         conn.execute_batch(
             "ALTER TABLE entries ADD COLUMN idk INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE entries ADD COLUMN req BLOB NOT NULL DEFAULT x'';
              CREATE INDEX entries_id ON entries (idk);
+             CREATE INDEX entries_request ON entries (k >> 40, req);
              UPDATE meta SET value = 1 WHERE key = 'schema_version';",
         )
         .unwrap();
@@ -670,7 +672,7 @@ async fn sqlite_schema_1_is_migrated_at_start() {
     assert_eq!(version, 2);
     let idk_columns: i64 = conn
         .query_row(
-            "SELECT count(*) FROM pragma_table_info('entries') WHERE name = 'idk'",
+            "SELECT count(*) FROM pragma_table_info('entries') WHERE name IN ('idk', 'req')",
             [],
             |r| r.get(0),
         )
@@ -678,7 +680,7 @@ async fn sqlite_schema_1_is_migrated_at_start() {
     assert_eq!(idk_columns, 0);
     let indexes: i64 = conn
         .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'entries_id'",
+            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'entries'",
             [],
             |r| r.get(0),
         )
