@@ -30,7 +30,7 @@ pub struct SeedOptions {
     pub merchants: usize,
     /// Points each member earns from the seeding accrual, a decimal string.
     pub points_each: String,
-    /// Enrolments per Submit call (the server takes at most 1000).
+    /// Enrolments per Submit call (the server takes at most 10,000).
     pub enrol_batch: usize,
     /// Records per RecordService/ApproveService call (the server takes at most 10,000).
     pub record_batch: usize,

@@ -730,7 +730,7 @@ async fn table(w: &mut World) -> Vec<Row> {
     };
     row(
         &mut rows,
-        "submit 1,001 operations",
+        "submit one operation more than MAX_SUBMIT",
         Field("operations"),
         call!(
             pos,
@@ -739,7 +739,7 @@ async fn table(w: &mut World) -> Vec<Row> {
                 pb::SubmitRequest {
                     request_id: id(),
                     program_id: w.program.clone(),
-                    operations: vec![op.clone(); 1001],
+                    operations: vec![op.clone(); points_grpc::service::ops::MAX_SUBMIT + 1],
                 },
                 &key
             )

@@ -82,7 +82,7 @@ enum Cmd {
         /// Offered operations per second, e.g. 5000/s (open loop); absent: closed loop.
         #[arg(long, value_parser = parse_rate)]
         rate: Option<f64>,
-        /// Operations per PointOfSale.Submit call (the server takes at most 1000); 0 sends
+        /// Operations per PointOfSale.Submit call (the server takes at most 10,000); 0 sends
         /// unary calls.
         #[arg(long, default_value_t = 0)]
         batch: usize,

@@ -18,7 +18,9 @@ use rust_decimal::Decimal;
 use tonic::Status;
 
 /// The most operations one `Submit` batch may carry.
-pub const MAX_SUBMIT: usize = 1000;
+/// Batches of several thousand let one till network or an importer reach the store's
+/// group-commit rate; the bound keeps one message well under the 4 MiB gRPC default.
+pub const MAX_SUBMIT: usize = 10_000;
 
 /// A write ready to submit, with what its response needs.
 #[derive(Debug)]
