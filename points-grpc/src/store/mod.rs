@@ -96,6 +96,10 @@ pub trait Store: Send + Sync + 'static {
     /// Appends `entries` (consecutive, starting at `expected_next`) in one transaction.
     /// Fails with [`StoreError::Conflict`] when the stored journal does not end at
     /// `expected_next`; then nothing is written.
+    ///
+    /// The future may block its thread for the commit (the embedded store commits while
+    /// it is polled): call it, as the engine's writer thread does, where blocking is
+    /// allowed, not on an async worker thread.
     fn append<'a>(
         &'a self,
         program: ProgramId,

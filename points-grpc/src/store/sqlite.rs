@@ -380,7 +380,11 @@ impl Store for SqliteStore {
         let rows: Vec<Row> = entries.iter().map(row).collect();
         let new_next = expected_next + rows.len() as u64;
         let head: Option<Hash> = entries.last().map(|e| e.entry.hash());
-        self.blocking(move |shared| {
+        // The engine calls `append` only from a programme's own writer thread, which may
+        // block: committing right here saves a hand-off to the blocking pool and back for
+        // every batch (see `Store::append`).
+        let shared = self.shared.clone();
+        let commit = move |shared: &Shared| {
             let Some(head) = head else { return Ok(()) };
             let handle = shared
                 .handle(program)
@@ -408,7 +412,8 @@ impl Store for SqliteStore {
                 }
                 tx.commit().map_err(unavailable)
             })
-        })
+        };
+        Box::pin(async move { commit(&shared) })
     }
 
     fn read_entries(
