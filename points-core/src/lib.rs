@@ -122,6 +122,7 @@ pub mod program;
 pub mod rejection;
 pub mod report;
 pub mod rollup;
+mod table;
 pub mod settlement;
 pub mod text;
 pub mod time;

@@ -445,7 +445,7 @@ impl Store for PostgresStore {
                 .await
                 .map_err(classify)?;
                 let request = id_bytes(genesis.entry.request_id());
-                let fp = genesis.fingerprint.to_vec();
+                let fp = genesis.fingerprint.to_le_bytes().to_vec();
                 let entry_id = id_bytes(genesis.entry.id());
                 let body = genesis.entry.encode();
                 conn.execute(
@@ -479,7 +479,7 @@ impl Store for PostgresStore {
         for e in entries {
             seqs.push(i64::try_from(e.entry.sequence()).unwrap_or(i64::MAX));
             requests.push(id_bytes(e.entry.request_id()));
-            prints.push(e.fingerprint.to_vec());
+            prints.push(e.fingerprint.to_le_bytes().to_vec());
             ids.push(id_bytes(e.entry.id()));
             bodies.push(e.entry.encode());
         }

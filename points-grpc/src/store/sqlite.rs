@@ -250,7 +250,7 @@ fn genesis_program(genesis: &StoredEntry) -> StoreResult<ProgramId> {
 struct Row {
     seq: u64,
     req: [u8; 16],
-    fp: [u8; 16],
+    fp: [u8; 8],
     idk: i64,
     body: Vec<u8>,
 }
@@ -259,7 +259,7 @@ fn row(stored: &StoredEntry) -> Row {
     Row {
         seq: stored.entry.sequence(),
         req: uuid::Uuid::from(stored.entry.request_id()).into_bytes(),
-        fp: stored.fingerprint,
+        fp: stored.fingerprint.to_le_bytes(),
         idk: id_key(stored.entry.id()),
         body: stored.entry.encode(),
     }
