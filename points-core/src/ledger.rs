@@ -24,8 +24,8 @@ use crate::model::{
 };
 use crate::program::ProgramSpec;
 use crate::rejection::Rejection;
-use crate::text::{check_card_code, check_name, check_reason};
 use crate::table::{Flat, HasKey, Keyed, Reader};
+use crate::text::{check_card_code, check_name, check_reason};
 use crate::time::Timestamp;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -114,7 +114,13 @@ pub(crate) struct RecordState {
 }
 
 impl RecordState {
-    fn pending(id: RecordId, member: u32, activity: u32, org_unit: u32, record: &ServiceRecord) -> Self {
+    fn pending(
+        id: RecordId,
+        member: u32,
+        activity: u32,
+        org_unit: u32,
+        record: &ServiceRecord,
+    ) -> Self {
         RecordState {
             id,
             member,
@@ -670,8 +676,8 @@ impl Ledger {
     /// inconsistent bytes, or a snapshot of another format, are an error, never a panic.
     pub fn from_snapshot(bytes: &[u8]) -> Result<Ledger, crate::entry::DecodeError> {
         let error = |m: &str| crate::entry::DecodeError::new(m.to_owned());
-        let (format, ledger): ([u8; 8], Ledger) =
-            postcard::from_bytes(bytes).map_err(|e| crate::entry::DecodeError::new(e.to_string()))?;
+        let (format, ledger): ([u8; 8], Ledger) = postcard::from_bytes(bytes)
+            .map_err(|e| crate::entry::DecodeError::new(e.to_string()))?;
         if format != SNAPSHOT_FORMAT {
             return Err(error("snapshot of another format"));
         }
@@ -685,13 +691,15 @@ impl Ledger {
         if self.requests.len() as u64 != self.next_sequence {
             return Err("snapshot: request table does not match the journal length");
         }
-        if !(self.members.consistent() && self.records.consistent() && self.requests.consistent())
-        {
+        if !(self.members.consistent() && self.records.consistent() && self.requests.consistent()) {
             return Err("snapshot: index larger than its table");
         }
         if self.unit_ids.len() != self.unit_index.len()
             || self.activity_ids.len() != self.activity_index.len()
-            || self.unit_index.values().any(|&ix| self.unit_ids.get(ix as usize).is_none())
+            || self
+                .unit_index
+                .values()
+                .any(|&ix| self.unit_ids.get(ix as usize).is_none())
             || self
                 .activity_index
                 .values()
@@ -701,7 +709,12 @@ impl Ledger {
         }
         let members = self.members.len();
         let units = self.unit_ids.len();
-        if self.members.items().iter().any(|m| m.home as usize >= units) {
+        if self
+            .members
+            .items()
+            .iter()
+            .any(|m| m.home as usize >= units)
+        {
             return Err("snapshot: member home out of range");
         }
         let activities = self.activity_ids.len();
@@ -715,7 +728,9 @@ impl Ledger {
         }
         let member_ok = |m: u32| (m as usize) < members;
         let facts_ok = self.facts.items.iter().all(|(_, f)| match f {
-            Fact::Spend { member, .. } | Fact::Donation { member, .. } | Fact::Grant { member, .. } => member_ok(*member),
+            Fact::Spend { member, .. }
+            | Fact::Donation { member, .. }
+            | Fact::Grant { member, .. } => member_ok(*member),
             Fact::Transfer { from, to, .. } => member_ok(*from) && member_ok(*to),
             Fact::Approval { records: r, .. } => r.iter().all(|&p| (p as usize) < records),
         });
@@ -889,7 +904,9 @@ impl Ledger {
         };
         let activity = self.intern_activity(record.activity);
         let org_unit = self.intern_unit(record.org_unit);
-        self.records.upsert(RecordState::pending(record.id, member, activity, org_unit, record));
+        self.records.upsert(RecordState::pending(
+            record.id, member, activity, org_unit, record,
+        ));
     }
 
     /// The facts of an approval: the positions of its records.

@@ -122,8 +122,8 @@ pub mod program;
 pub mod rejection;
 pub mod report;
 pub mod rollup;
-mod table;
 pub mod settlement;
+mod table;
 pub mod text;
 pub mod time;
 

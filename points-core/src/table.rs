@@ -186,7 +186,9 @@ impl<'de> Deserialize<'de> for IdIndex {
         let bytes = deserializer.deserialize_bytes(BytesVisitor)?;
         let bytes = bytes.as_slice();
         if bytes.len() % 8 != 0 {
-            return Err(de::Error::custom("index: length is not a whole number of slots"));
+            return Err(de::Error::custom(
+                "index: length is not a whole number of slots",
+            ));
         }
         let slots: Vec<u64> = bytes
             .chunks_exact(8)
@@ -196,8 +198,7 @@ impl<'de> Deserialize<'de> for IdIndex {
             return Err(de::Error::custom("index: slot count is not a power of two"));
         }
         let len = slots.iter().filter(|&&s| s != 0).count();
-        if len * 4 > slots.len() * 3 || slots.iter().any(|&s| s != 0 && s & POSITION_MASK == 0)
-        {
+        if len * 4 > slots.len() * 3 || slots.iter().any(|&s| s != 0 && s & POSITION_MASK == 0) {
             return Err(de::Error::custom("index: malformed slots"));
         }
         Ok(IdIndex { slots, len })
@@ -392,8 +393,9 @@ impl<T: HasKey> Keyed<T> {
         let position = self.items.len();
         self.items.push(value);
         let items = &self.items;
-        self.index
-            .insert(key, position, items.len(), |i| items.get(i).map(HasKey::key));
+        self.index.insert(key, position, items.len(), |i| {
+            items.get(i).map(HasKey::key)
+        });
         position
     }
 
@@ -481,7 +483,8 @@ mod tests {
         let mut out = Vec::new();
         out.extend_from_slice(&1u64.to_le_bytes());
         bad.0[0].put(&mut out);
-        let encoded = postcard::to_allocvec(&(serde_bytes_like(&out), serde_bytes_like(&bad.1))).unwrap();
+        let encoded =
+            postcard::to_allocvec(&(serde_bytes_like(&out), serde_bytes_like(&bad.1))).unwrap();
         assert!(postcard::from_bytes::<Keyed<Item>>(&encoded).is_err());
     }
 
