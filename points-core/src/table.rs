@@ -92,6 +92,15 @@ impl IdIndex {
         None
     }
 
+    /// Reads the slot where a lookup of `key` starts, so that its cache line is on its way
+    /// while the caller does other work (a later lookup then hits the cache). A safe
+    /// stand-in for a prefetch: the value is passed through `black_box` and discarded.
+    pub(crate) fn touch(&self, key: u128) {
+        if !self.slots.is_empty() {
+            std::hint::black_box(self.slots[self.start(hash_id(key))]);
+        }
+    }
+
     /// Points `key` at `position`, replacing the position it had. Grows the table first if
     /// needed, reading every id back with `key_at` (positions `0..count`). Positions past
     /// [`MAX_POSITION`] are not indexed.
@@ -350,6 +359,11 @@ impl<T: HasKey> Keyed<T> {
     pub(crate) fn position(&self, key: u128) -> Option<usize> {
         let items = &self.items;
         self.index.find(key, |i| items.get(i).map(HasKey::key))
+    }
+
+    /// See [`IdIndex::touch`].
+    pub(crate) fn touch(&self, key: u128) {
+        self.index.touch(key);
     }
 
     pub(crate) fn get(&self, key: u128) -> Option<&T> {
