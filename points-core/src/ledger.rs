@@ -1724,6 +1724,8 @@ impl Ledger {
         let mut day_totals: Map<(MemberId, ActivityId, i32), Points> = new_map();
         let mut issued = self.totals.issued;
         let mut awards = Vec::with_capacity(ids.len());
+        // Each member's credit, by member index (a member may appear in several records).
+        let mut credits: SmallVec<[(u32, Points); 8]> = SmallVec::new();
         for (id, record) in ids.iter().zip(states) {
             let activity = self
                 .record_activity(record)
@@ -1747,6 +1749,7 @@ impl Ledger {
                 }
                 day_totals.insert(key, after);
             }
+            credits.push((record.member, points));
             awards.push(Award {
                 record: *id,
                 member,
@@ -1761,17 +1764,15 @@ impl Ledger {
                 .checked_add(award.points)
                 .ok_or(Rejection::BalanceOverflow)?;
         }
-        // Sum each member's credit (a member may appear in several records) and check it
-        // fits; sorting a short list beats a hash map for the usual handful of awards.
-        let mut credits: SmallVec<[(MemberId, Points); 8]> =
-            awards.iter().map(|a| (a.member, a.points)).collect();
+        // Sum each member's credit and check it fits; sorting a short list beats a hash
+        // map for the usual handful of awards, and the record already holds the member's
+        // index, so no lookup by id is needed.
         credits.sort_unstable_by_key(|(member, _)| *member);
         for run in credits.chunk_by(|a, b| a.0 == b.0) {
             let total = run.iter().try_fold(Points::ZERO, |sum, (_, p)| {
                 sum.checked_add(*p).ok_or(Rejection::BalanceOverflow)
             })?;
-            let state = self.member_at(self.member_ix(run[0].0)?);
-            Self::credit_fits(state.balance, total)?;
+            Self::credit_fits(self.member_at(run[0].0).balance, total)?;
         }
         Ok(Event::ServiceApproved { awards })
     }
@@ -2072,7 +2073,18 @@ impl Ledger {
     fn apply_awards(&mut self, awards: &[Award], sign: i64) {
         let offset = self.spec.utc_offset_minutes();
         for award in awards {
-            let Some(ix) = self.ix(award.member) else {
+            // The record knows its member's index; the award's member id is what counts
+            // (a hostile journal may disagree), so it is checked against it.
+            let record = self.records.position(award.record.uuid().as_u128());
+            let known = record
+                .and_then(|p| self.records.at(p))
+                .map(|r| r.member)
+                .filter(|&m| {
+                    self.members
+                        .at(m as usize)
+                        .is_some_and(|s| s.id == award.member)
+                });
+            let Some(ix) = known.or_else(|| self.ix(award.member)) else {
                 continue;
             };
             if sign > 0 {
@@ -2098,7 +2110,7 @@ impl Ledger {
                 .issued
                 .checked_add(signed)
                 .unwrap_or(self.totals.issued);
-            if let Some(record) = self.records.get_mut(award.record.uuid().as_u128()) {
+            if let Some(record) = record.and_then(|p| self.records.at_mut(p)) {
                 record.status = if sign > 0 {
                     RecordStatus::Approved
                 } else {
