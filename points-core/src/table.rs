@@ -92,6 +92,86 @@ impl IdIndex {
         None
     }
 
+    /// Builds the index over the ids at positions `0..count` (a later position of the same
+    /// id wins) in an order that keeps memory access sequential: every id's home slot is
+    /// computed in one pass, the (home, slot value) pairs are radix-sorted by home (stable,
+    /// so positions of one home stay in order), and the slots are then filled front to
+    /// back. Inserting a million random ids one by one costs a cache miss (and a TLB miss)
+    /// each; this costs a few sequential passes.
+    pub(crate) fn build(count: usize, key_at: impl Fn(usize) -> Option<u128>) -> IdIndex {
+        let count = count.min(MAX_POSITION + 1);
+        let mut cap = 16;
+        while count * 4 > cap * 3 {
+            cap *= 2;
+        }
+        let mut index = IdIndex {
+            slots: vec![0; cap],
+            len: 0,
+        };
+        let bits = cap.trailing_zeros();
+        // (home << 64) | slot value, in position order.
+        let mut pairs: Vec<u128> = (0..count)
+            .filter_map(|position| {
+                let hash = hash_id(key_at(position)?);
+                let value = Self::tag(hash) | (position as u64 + 1);
+                Some(((index.start(hash) as u128) << 64) | u128::from(value))
+            })
+            .collect();
+        // Stable LSD radix sort on the home's bits, eleven at a time.
+        let mut spare = vec![0u128; pairs.len()];
+        let mut shift = 64;
+        while shift < 64 + bits {
+            let width = (64 + bits - shift).min(11);
+            let mask = (1u128 << width) - 1;
+            let mut starts = vec![0usize; 1 << width];
+            for &p in &pairs {
+                starts[((p >> shift) & mask) as usize] += 1;
+            }
+            let mut sum = 0;
+            for s in starts.iter_mut() {
+                let c = *s;
+                *s = sum;
+                sum += c;
+            }
+            for &p in &pairs {
+                let digit = ((p >> shift) & mask) as usize;
+                if let Some(at) = starts.get_mut(digit) {
+                    if let Some(out) = spare.get_mut(*at) {
+                        *out = p;
+                    }
+                    *at += 1;
+                }
+            }
+            std::mem::swap(&mut pairs, &mut spare);
+            shift += width;
+        }
+        drop(spare);
+        let mask = cap - 1;
+        for p in pairs {
+            let value = p as u64;
+            let tag = value & !POSITION_MASK;
+            let mut i = ((p >> 64) as usize) & mask;
+            for _ in 0..cap {
+                let slot = index.slots[i];
+                if slot == 0 {
+                    index.slots[i] = value;
+                    index.len += 1;
+                    break;
+                }
+                if slot & !POSITION_MASK == tag {
+                    let old = ((slot & POSITION_MASK) - 1) as usize;
+                    let new = ((value & POSITION_MASK) - 1) as usize;
+                    if key_at(old).is_some() && key_at(old) == key_at(new) {
+                        index.slots[i] = value;
+                        break;
+                    }
+                }
+                i = (i + 1) & mask;
+            }
+        }
+        index
+    }
+
     /// Reads the slot where a lookup of `key` starts, so that its cache line is on its way
     /// while the caller does other work (a later lookup then hits the cache). A safe
     /// stand-in for a prefetch: the value is passed through `black_box` and discarded.
@@ -419,6 +499,99 @@ impl<T: HasKey> Keyed<T> {
     }
 }
 
+/// Values appended in order (a value's position is its sequence number) with an
+/// [`IdIndex`] that is brought up to date only when a lookup needs it: replaying a journal
+/// appends without touching the index, and the first lookup afterwards builds it in one
+/// sequential pass ([`IdIndex::build`]). The index is not part of the snapshot.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(bound(serialize = "T: Flat", deserialize = "T: Flat"))]
+pub(crate) struct Log<T> {
+    #[serde(with = "flat")]
+    items: Vec<T>,
+    #[serde(skip)]
+    index: IdIndex,
+    /// How many of `items` the index covers.
+    #[serde(skip)]
+    indexed: usize,
+}
+
+impl<T> Default for Log<T> {
+    fn default() -> Self {
+        Log {
+            items: Vec::new(),
+            index: IdIndex::default(),
+            indexed: 0,
+        }
+    }
+}
+
+impl<T: HasKey> Log<T> {
+    pub(crate) fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub(crate) fn items(&self) -> &[T] {
+        &self.items
+    }
+
+    /// Appends a value without indexing it yet.
+    pub(crate) fn push(&mut self, value: T) {
+        self.items.push(value);
+    }
+
+    /// Appends a value and indexes it at once if the index is up to date (the slot is
+    /// usually in cache from the lookup that preceded it).
+    pub(crate) fn push_indexed(&mut self, value: T) {
+        let key = value.key();
+        self.items.push(value);
+        if self.indexed + 1 == self.items.len() {
+            let items = &self.items;
+            let position = items.len() - 1;
+            self.index.insert(key, position, items.len(), |i| {
+                items.get(i).map(HasKey::key)
+            });
+            self.indexed = self.items.len();
+        }
+    }
+
+    /// Brings the index up to date: a short backlog one insert at a time, a long one by a
+    /// rebuild.
+    pub(crate) fn index_all(&mut self) {
+        let len = self.items.len();
+        if self.indexed == len {
+            return;
+        }
+        let items = &self.items;
+        let key_at = |i: usize| items.get(i).map(HasKey::key);
+        if (len - self.indexed) * 16 < len {
+            for position in self.indexed..len {
+                if let Some(key) = key_at(position) {
+                    self.index.insert(key, position, position + 1, key_at);
+                }
+            }
+        } else {
+            self.index = IdIndex::build(len, key_at);
+        }
+        self.indexed = len;
+    }
+
+    /// The position of `key`. Call [`Log::index_all`] first; values appended since are
+    /// not found.
+    pub(crate) fn position(&self, key: u128) -> Option<usize> {
+        let items = &self.items;
+        self.index.find(key, |i| items.get(i).map(HasKey::key))
+    }
+
+    pub(crate) fn at_mut(&mut self, position: usize) -> Option<&mut T> {
+        self.items.get_mut(position)
+    }
+
+    /// See [`IdIndex::touch`].
+    pub(crate) fn touch(&self, key: u128) {
+        self.index.touch(key);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -468,6 +641,31 @@ mod tests {
                 let found = rebuilt.find(*key, |i| table.items.get(i).map(|x| x.0));
                 prop_assert_eq!(found.map(|i| table.items[i].1), Some(*value));
             }
+        }
+
+        /// The bulk build finds what one-by-one inserts find, and a log indexed lazily
+        /// answers like a map.
+        #[test]
+        fn bulk_build_and_log_match_a_hash_map(keys in prop::collection::vec(0u128..500, 0..3000), split in 0usize..3000) {
+            let keys: Vec<u128> = keys.iter().map(|k| k.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)).collect();
+            let built = IdIndex::build(keys.len(), |i| keys.get(i).copied());
+            let mut model: HashMap<u128, usize> = HashMap::new();
+            for (i, k) in keys.iter().enumerate() {
+                model.insert(*k, i);
+            }
+            prop_assert_eq!(built.len(), model.len());
+            for (k, i) in &model {
+                prop_assert_eq!(built.find(*k, |p| keys.get(p).copied()), Some(*i));
+            }
+            let mut log: Log<Item> = Log::default();
+            for (i, k) in keys.iter().enumerate() {
+                if i < split.min(keys.len()) { log.push(Item(*k, i as u32)); } else { log.index_all(); log.push_indexed(Item(*k, i as u32)); }
+            }
+            log.index_all();
+            for (k, i) in &model {
+                prop_assert_eq!(log.position(*k), Some(*i));
+            }
+            prop_assert_eq!(log.position(7), model.get(&7).copied());
         }
 
         /// Any bytes either decode or are refused; lookups in what decodes never panic.
