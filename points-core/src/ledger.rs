@@ -789,13 +789,21 @@ impl Ledger {
     /// stamped with the later of `now` and the previous entry's time, so several writers
     /// with slightly different clocks still produce a monotonic journal.
     pub fn apply(&mut self, request: &Request, now: Timestamp) -> Result<Applied, Rejection> {
-        // At a million members the request index and the member index are cache misses;
-        // start both loads now so that they overlap each other and the fingerprint.
+        // At a million members the request index, the member index and the record index
+        // are cache (and TLB) misses; start the loads now so that they overlap each other
+        // and the fingerprint.
         self.requests.index_all();
         self.requests.touch(request.request_id.uuid().as_u128());
-        if let Command::Redeem { member, .. } | Command::PlaceHold { member, .. } = &request.command
-        {
-            self.members.touch(member.uuid().as_u128());
+        match &request.command {
+            Command::Redeem { member, .. } | Command::PlaceHold { member, .. } => {
+                self.members.touch(member.uuid().as_u128());
+            }
+            Command::ApproveService { records } => {
+                if let Some(first) = records.first() {
+                    self.records.touch(first.uuid().as_u128());
+                }
+            }
+            _ => {}
         }
         let print = fingerprint(&request.actor, &request.command);
         if let Some(sequence) = self.requests.position(request.request_id.uuid().as_u128()) {
