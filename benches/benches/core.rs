@@ -8,6 +8,8 @@
 //!   1,000,000 redemptions; throughput in entries.
 //! - Before the timed groups, a one-off measurement of resident memory per member (from
 //!   `/proc/self/statm`) is printed to stdout.
+//! - `snapshot`/`restore` lines: `Ledger::snapshot` and `Ledger::from_snapshot` of the city
+//!   ledger, and of the replay ledger (setup plus one redemption per member), best of three.
 //!
 //! Run with `cargo bench -p points-bench --bench core -- --sample-size 10`. Set
 //! `POINTS_BENCH_MEMBERS` to use a smaller ledger for a quick try, and
@@ -279,6 +281,32 @@ fn memory_per_member() {
     assert_eq!(balance, Points::from_minor(10_000));
 }
 
+/// `Ledger::snapshot` and `Ledger::from_snapshot` of `ledger`, best of three, printed.
+fn snapshot_restore(what: &str, ledger: &Ledger) {
+    let mut best = (Duration::MAX, Duration::MAX);
+    let mut size = 0;
+    for _ in 0..3 {
+        let started = Watch::start();
+        let bytes = black_box(ledger.snapshot());
+        let took = started.elapsed();
+        best.0 = best.0.min(took);
+        size = bytes.len();
+        let started = Watch::start();
+        let restored = Ledger::from_snapshot(&bytes).unwrap();
+        best.1 = best.1.min(started.elapsed());
+        assert_eq!(restored.head_hash(), ledger.head_hash());
+        assert_eq!(restored.member_count(), ledger.member_count());
+        drop(black_box(restored));
+    }
+    println!(
+        "snapshot of the {what} ledger ({} entries): {size} bytes ({} per member), snapshot {:.1?}, restore {:.1?}",
+        ledger.next_sequence(),
+        size / members().max(1),
+        best.0,
+        best.1,
+    );
+}
+
 /// (a) Redemptions into the city ledger.
 fn redeem(c: &mut Criterion, base: &Builder) {
     let n = members();
@@ -369,6 +397,7 @@ fn replay(c: &mut Criterion) {
     }
     let journal = b.journal.take().unwrap();
     let head = b.ledger.head_hash();
+    snapshot_restore("replay", &b.ledger);
     drop(b);
     let mut group = c.benchmark_group("core");
     group.throughput(Throughput::Elements(journal.len() as u64));
@@ -409,6 +438,7 @@ fn main() {
         members(),
         started.elapsed()
     );
+    snapshot_restore("city", &base.ledger);
     redeem(&mut c, &base);
     approve(&mut c, &base);
     drop(base);

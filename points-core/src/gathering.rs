@@ -15,7 +15,7 @@
 //! `RejectService` before the gathering is approved, and an approval can be reversed with
 //! `Reverse` like any other.
 
-use super::{Fact, Ledger, RecordState, MAX_SERVICE_AGE_MS, MAX_SERVICE_LEAD_MS};
+use super::{Ledger, MAX_SERVICE_AGE_MS, MAX_SERVICE_LEAD_MS};
 use crate::command::Actor;
 use crate::entry::{award_postings, EntryKind, Event, Posting};
 use crate::ids::{ActivityId, EntryId, GatheringId, MemberId, OrgUnitId, RecordId};
@@ -342,8 +342,7 @@ impl Ledger {
                     .iter()
                     .filter_map(|a| a.record)
                     .filter(|id| {
-                        self.records
-                            .get(id)
+                        self.record_state(id)
                             .is_some_and(|r| r.status == RecordStatus::Pending)
                     })
                     .collect();
@@ -411,20 +410,15 @@ impl Ledger {
                     a.checked_out = Some(*time);
                     a.record = Some(record.id);
                 }
-                self.records.insert(record.id, RecordState::pending(record));
+                self.add_record(record);
             }
             GatheringEvent::Approved { gathering, awards } => {
                 if let Some(g) = self.gatherings.get_mut(gathering) {
                     g.closed = true;
                 }
                 self.apply_awards(awards, 1);
-                self.facts.insert(
-                    this,
-                    Fact::Approval {
-                        records: awards.iter().map(|a| a.record).collect(),
-                        reversed: false,
-                    },
-                );
+                let fact = self.approval_fact(awards.iter().map(|a| a.record));
+                self.facts.insert(this, fact);
             }
         }
     }

@@ -24,6 +24,7 @@ use crate::model::{
 };
 use crate::program::ProgramSpec;
 use crate::rejection::Rejection;
+use crate::table::{Flat, HasKey, Keyed, Log, Reader};
 use crate::text::{check_card_code, check_name, check_reason};
 use crate::time::Timestamp;
 use rust_decimal::Decimal;
@@ -65,7 +66,8 @@ pub(crate) struct OrgUnitState {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct MemberState {
     pub(crate) id: MemberId,
-    pub(crate) home: OrgUnitId,
+    /// Home org unit, as its index in the ledger's interned org unit ids.
+    pub(crate) home: u32,
     pub(crate) kind: MemberKind,
     pub(crate) dual_registration: bool,
     pub(crate) balance: Points,
@@ -93,9 +95,13 @@ pub(crate) struct PoolState {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct RecordState {
-    pub(crate) member: MemberId,
-    pub(crate) activity: ActivityId,
-    pub(crate) org_unit: OrgUnitId,
+    pub(crate) id: RecordId,
+    /// The member's index.
+    pub(crate) member: u32,
+    /// The activity's interned index.
+    pub(crate) activity: u32,
+    /// The org unit's interned index.
+    pub(crate) org_unit: u32,
     pub(crate) started_at: Timestamp,
     pub(crate) minutes: u32,
     pub(crate) status: RecordStatus,
@@ -108,11 +114,18 @@ pub(crate) struct RecordState {
 }
 
 impl RecordState {
-    fn pending(record: &ServiceRecord) -> Self {
+    fn pending(
+        id: RecordId,
+        member: u32,
+        activity: u32,
+        org_unit: u32,
+        record: &ServiceRecord,
+    ) -> Self {
         RecordState {
-            member: record.member,
-            activity: record.activity,
-            org_unit: record.org_unit,
+            id,
+            member,
+            activity,
+            org_unit,
             started_at: record.started_at,
             minutes: record.minutes,
             status: RecordStatus::Pending,
@@ -123,21 +136,21 @@ impl RecordState {
         }
     }
 
-    fn record(&self, id: RecordId) -> ServiceRecord {
+    fn record(&self, ledger: &Ledger) -> ServiceRecord {
         ServiceRecord {
-            id,
-            member: self.member,
-            activity: self.activity,
-            org_unit: self.org_unit,
+            id: self.id,
+            member: ledger.member_at(self.member).id,
+            activity: ledger.activity_ids[self.activity as usize],
+            org_unit: ledger.unit_ids[self.org_unit as usize],
             started_at: self.started_at,
             minutes: self.minutes,
         }
     }
 
-    fn award(&self, id: RecordId) -> Option<Award> {
+    fn award(&self, ledger: &Ledger) -> Option<Award> {
         matches!(self.status, RecordStatus::Approved | RecordStatus::Reversed).then_some(Award {
-            record: id,
-            member: self.member,
+            record: self.id,
+            member: ledger.member_at(self.member).id,
             points: self.award_points,
             minutes: Minutes::new(i64::from(self.award_minutes)),
             time_kind: self.time_kind,
@@ -181,7 +194,8 @@ pub(crate) enum Fact {
         reversed: bool,
     },
     Approval {
-        records: Vec<RecordId>,
+        /// Positions of the approved records in the ledger's record table.
+        records: Vec<u32>,
         reversed: bool,
     },
     Transfer {
@@ -422,8 +436,15 @@ pub struct Ledger {
     last_hash: Hash,
     last_at: Timestamp,
     org_units: Map<OrgUnitId, OrgUnitState>,
-    members: Vec<MemberState>,
-    member_index: Map<MemberId, u32>,
+    /// Every org unit id the state refers to, interned: members and records keep the
+    /// 4-byte index instead of the 16-byte id.
+    unit_ids: Vec<OrgUnitId>,
+    unit_index: Map<OrgUnitId, u32>,
+    /// Every activity id the state refers to, interned like org units.
+    activity_ids: Vec<ActivityId>,
+    activity_index: Map<ActivityId, u32>,
+    /// Members in enrolment order (the index is a member's `u32`), with an index by id.
+    members: Keyed<MemberState>,
     card_codes: Map<Box<str>, u32>,
     /// Card codes by member index; most members have none, so they live outside the
     /// member table.
@@ -434,10 +455,13 @@ pub struct Ledger {
     merchants: Map<MerchantId, MerchantState>,
     activities: Map<ActivityId, ActivitySpec>,
     pools: Map<PoolId, PoolState>,
-    records: Map<RecordId, RecordState>,
+    /// Service records in the order they were recorded, with an index by id.
+    records: Keyed<RecordState>,
     holds: BySequence<HoldState>,
     facts: BySequence<Fact>,
-    requests: Map<RequestId, ([u8; 16], u64)>,
+    /// The request id and fingerprint of every entry, at its sequence number, with an
+    /// index by request id.
+    requests: Log<RequestSlot>,
     daily_points: Map<(MemberId, ActivityId, i32), Points>,
     yearly_donations: Map<(MemberId, i32), Points>,
     totals: Totals,
@@ -456,24 +480,30 @@ pub struct Ledger {
     validated: bool,
 }
 
-/// A 128-bit fingerprint of who asked what, to recognise a retry of the same request.
+/// A 64-bit fingerprint of who asked what, to recognise a retry of the same request.
 ///
-/// It is XXH3-128 over the canonical encoding, not a cryptographic hash: it guards against
+/// It is XXH3-64 over the canonical encoding, not a cryptographic hash: it guards against
 /// a request id reused by mistake for another command. A caller who deliberately crafted a
 /// collision could only make its own second command be answered as a duplicate of its own
 /// first, under its own request id; nobody else's points are affected. The journal's hash
 /// chain, which is what makes records tamper-evident, is BLAKE3.
-fn fingerprint(actor: &Actor, command: &Command) -> [u8; 16] {
+fn fingerprint(actor: &Actor, command: &Command) -> u64 {
     let mut buffer = [0u8; 384];
-    match postcard::to_slice(&(actor, command), &mut buffer) {
-        Ok(encoded) => xxhash_rust::xxh3::xxh3_128(encoded).to_le_bytes(),
+    let print = match postcard::to_slice(&(actor, command), &mut buffer) {
+        Ok(encoded) => xxhash_rust::xxh3::xxh3_64(encoded),
         Err(_) => {
             // Requests larger than the buffer (bulk records) take the streaming path.
             let hash = canonical_hash(crate::entry::REQUEST_HASH_KEY, &[], &(actor, command));
-            let mut out = [0u8; 16];
-            out.copy_from_slice(&hash.0[..16]);
-            out
+            let mut out = [0u8; 8];
+            out.copy_from_slice(&hash.0[..8]);
+            u64::from_le_bytes(out)
         }
+    };
+    // The value that marks a replayed request is never a real fingerprint.
+    if print == REPLAYED {
+        0
+    } else {
+        print
     }
 }
 
@@ -540,7 +570,7 @@ impl Ledger {
         }
         let mut ledger = Ledger::empty(spec.clone());
         let event = Event::ProgramOpened(Box::new(spec));
-        let entry = ledger.append(request_id, actor, now, event, [0; 16]);
+        let entry = ledger.append(request_id, actor, now, event, 0);
         Ok((ledger, entry))
     }
 
@@ -553,18 +583,21 @@ impl Ledger {
             last_hash: Hash::GENESIS,
             last_at: Timestamp::from_millis(i64::MIN),
             org_units: new_map(),
-            members: Vec::new(),
-            member_index: new_map(),
+            unit_ids: Vec::new(),
+            unit_index: new_map(),
+            activity_ids: Vec::new(),
+            activity_index: new_map(),
+            members: Keyed::default(),
             card_codes: new_map(),
             member_cards: new_map(),
             member_holds: new_map(),
             merchants: new_map(),
             activities: new_map(),
             pools: new_map(),
-            records: new_map(),
+            records: Keyed::default(),
             holds: BySequence::new(entry_prefix),
             facts: BySequence::new(entry_prefix),
-            requests: new_map(),
+            requests: Log::default(),
             daily_points: new_map(),
             yearly_donations: new_map(),
             totals: Totals::default(),
@@ -629,14 +662,99 @@ impl Ledger {
     /// The whole state in a compact binary form, for a store's checkpoint. Restoring it
     /// with [`Ledger::from_snapshot`] and replaying the entries after it gives the same
     /// ledger as replaying the whole journal.
+    ///
+    /// The big tables (members, service records, request ids) are flat little-endian byte
+    /// strings, so restoring them is a copy and a bounds-checked parse, not a rebuild of
+    /// hash maps. The bytes begin with a format tag: a snapshot of another format is refused
+    /// by [`Ledger::from_snapshot`] (a server then replays the whole journal).
     pub fn snapshot(&self) -> Vec<u8> {
         // Encoding plain data into a growable buffer cannot fail.
-        postcard::to_allocvec(self).unwrap_or_default()
+        postcard::to_allocvec(&(SNAPSHOT_FORMAT, self)).unwrap_or_default()
     }
 
-    /// Restores a ledger from [`Ledger::snapshot`] bytes.
+    /// Restores a ledger from [`Ledger::snapshot`] bytes. Malformed, truncated or
+    /// inconsistent bytes, or a snapshot of another format, are an error, never a panic.
     pub fn from_snapshot(bytes: &[u8]) -> Result<Ledger, crate::entry::DecodeError> {
-        postcard::from_bytes(bytes).map_err(|e| crate::entry::DecodeError::new(e.to_string()))
+        let error = |m: &str| crate::entry::DecodeError::new(m.to_owned());
+        let (format, ledger): ([u8; 8], Ledger) = postcard::from_bytes(bytes)
+            .map_err(|e| crate::entry::DecodeError::new(e.to_string()))?;
+        if format != SNAPSHOT_FORMAT {
+            return Err(error("snapshot of another format"));
+        }
+        ledger.check_restored().map_err(error)?;
+        Ok(ledger)
+    }
+
+    /// The checks a restored snapshot must pass so that no later read or fold can index
+    /// out of bounds: one request per entry, and every stored index in range.
+    fn check_restored(&self) -> Result<(), &'static str> {
+        if self.requests.len() as u64 != self.next_sequence {
+            return Err("snapshot: request table does not match the journal length");
+        }
+        if !(self.members.consistent() && self.records.consistent()) {
+            return Err("snapshot: index larger than its table");
+        }
+        if self.unit_ids.len() != self.unit_index.len()
+            || self.activity_ids.len() != self.activity_index.len()
+            || self
+                .unit_index
+                .values()
+                .any(|&ix| self.unit_ids.get(ix as usize).is_none())
+            || self
+                .activity_index
+                .values()
+                .any(|&ix| self.activity_ids.get(ix as usize).is_none())
+        {
+            return Err("snapshot: interned ids out of range");
+        }
+        let members = self.members.len();
+        let units = self.unit_ids.len();
+        if self
+            .members
+            .items()
+            .iter()
+            .any(|m| m.home as usize >= units)
+        {
+            return Err("snapshot: member home out of range");
+        }
+        let activities = self.activity_ids.len();
+        let records = self.records.len();
+        if self.records.items().iter().any(|r| {
+            r.member as usize >= members
+                || r.activity as usize >= activities
+                || r.org_unit as usize >= units
+        }) {
+            return Err("snapshot: service record refers out of range");
+        }
+        let member_ok = |m: u32| (m as usize) < members;
+        let facts_ok = self.facts.items.iter().all(|(_, f)| match f {
+            Fact::Spend { member, .. }
+            | Fact::Donation { member, .. }
+            | Fact::Grant { member, .. } => member_ok(*member),
+            Fact::Transfer { from, to, .. } => member_ok(*from) && member_ok(*to),
+            Fact::Approval { records: r, .. } => r.iter().all(|&p| (p as usize) < records),
+        });
+        let holds_ok = self.holds.items.iter().all(|(_, h)| member_ok(h.member))
+            && self.member_holds.keys().all(|&m| member_ok(m))
+            && self.member_cards.keys().all(|&m| member_ok(m))
+            && self.card_codes.values().all(|&m| member_ok(m));
+        fn sorted(mut s: impl Iterator<Item = u64>) -> bool {
+            let mut last = None;
+            s.all(|x| {
+                let ok = last.is_none_or(|l| l < x);
+                last = Some(x);
+                ok
+            })
+        }
+        if !facts_ok || !holds_ok {
+            return Err("snapshot: member index out of range");
+        }
+        if !sorted(self.facts.items.iter().map(|(s, _)| *s))
+            || !sorted(self.holds.items.iter().map(|(s, _)| *s))
+        {
+            return Err("snapshot: facts out of order");
+        }
+        Ok(())
     }
 
     /// The programme definition.
@@ -671,8 +789,26 @@ impl Ledger {
     /// stamped with the later of `now` and the previous entry's time, so several writers
     /// with slightly different clocks still produce a monotonic journal.
     pub fn apply(&mut self, request: &Request, now: Timestamp) -> Result<Applied, Rejection> {
+        // At a million members the request index, the member index and the record index
+        // are cache (and TLB) misses; start the loads now so that they overlap each other
+        // and the fingerprint.
+        self.requests.index_all();
+        self.requests.touch(request.request_id.uuid().as_u128());
+        match &request.command {
+            Command::Redeem { member, .. } | Command::PlaceHold { member, .. } => {
+                self.members.touch(member.uuid().as_u128());
+            }
+            Command::ApproveService { records } => {
+                if let Some(first) = records.first() {
+                    self.records.touch(first.uuid().as_u128());
+                }
+            }
+            _ => {}
+        }
         let print = fingerprint(&request.actor, &request.command);
-        if let Some(&(stored, sequence)) = self.requests.get(&request.request_id) {
+        if let Some(sequence) = self.requests.position(request.request_id.uuid().as_u128()) {
+            let stored = self.requests.items()[sequence].print;
+            let sequence = sequence as u64;
             return if stored == print || stored == REPLAYED {
                 // A request replayed from storage has no fingerprint in memory; the store
                 // compares fingerprints it keeps (see `request_fingerprint`).
@@ -690,17 +826,24 @@ impl Ledger {
         Ok(Applied::New(entry))
     }
 
+    /// The fingerprint to restore for a request whose real fingerprint is not known (for
+    /// example, stored by an older version): a retry with the same request id is then
+    /// answered as a duplicate whatever its command.
+    pub const UNKNOWN_FINGERPRINT: u64 = REPLAYED;
+
     /// The fingerprint the ledger keeps for a request, so that a store can persist it
     /// beside the entry and restore it with [`Ledger::restore_fingerprint`].
-    pub fn request_fingerprint(request: &Request) -> [u8; 16] {
+    pub fn request_fingerprint(request: &Request) -> u64 {
         fingerprint(&request.actor, &request.command)
     }
 
     /// Restores the fingerprint of a replayed request, so that a retry with a different
     /// command after a restart is still refused.
-    pub fn restore_fingerprint(&mut self, request_id: RequestId, print: [u8; 16]) {
-        if let Some(slot) = self.requests.get_mut(&request_id) {
-            slot.0 = print;
+    pub fn restore_fingerprint(&mut self, request_id: RequestId, print: u64) {
+        self.requests.index_all();
+        let position = self.requests.position(request_id.uuid().as_u128());
+        if let Some(slot) = position.and_then(|p| self.requests.at_mut(p)) {
+            slot.print = print;
         }
     }
 
@@ -710,7 +853,7 @@ impl Ledger {
         actor: Actor,
         at: Timestamp,
         event: Event,
-        print: [u8; 16],
+        print: u64,
     ) -> Entry {
         let sequence = self.next_sequence;
         let id = EntryId::from_prefix(self.entry_prefix, sequence);
@@ -726,14 +869,73 @@ impl Ledger {
     // ------------------------------------------------------------------------------------
 
     fn member_ix(&self, id: MemberId) -> Result<u32, Rejection> {
-        self.member_index
-            .get(&id)
-            .copied()
-            .ok_or(Rejection::UnknownMember)
+        self.ix(id).ok_or(Rejection::UnknownMember)
     }
 
     fn member_at(&self, ix: u32) -> &MemberState {
-        &self.members[ix as usize]
+        &self.members.items()[ix as usize]
+    }
+
+    /// The id of an interned org unit.
+    pub(crate) fn unit_id(&self, ix: u32) -> OrgUnitId {
+        self.unit_ids[ix as usize]
+    }
+
+    /// The index of an org unit id, interning it if it is new.
+    fn intern_unit(&mut self, id: OrgUnitId) -> u32 {
+        if let Some(&ix) = self.unit_index.get(&id) {
+            return ix;
+        }
+        let ix = u32::try_from(self.unit_ids.len()).unwrap_or(u32::MAX);
+        self.unit_ids.push(id);
+        self.unit_index.insert(id, ix);
+        ix
+    }
+
+    /// The index of an activity id, interning it if it is new.
+    fn intern_activity(&mut self, id: ActivityId) -> u32 {
+        if let Some(&ix) = self.activity_index.get(&id) {
+            return ix;
+        }
+        let ix = u32::try_from(self.activity_ids.len()).unwrap_or(u32::MAX);
+        self.activity_ids.push(id);
+        self.activity_index.insert(id, ix);
+        ix
+    }
+
+    /// The activity a record was served under.
+    fn record_activity(&self, record: &RecordState) -> Option<&ActivitySpec> {
+        let id = self.activity_ids.get(record.activity as usize)?;
+        self.activities.get(id)
+    }
+
+    /// A service record's state by id.
+    pub(crate) fn record_state(&self, id: &RecordId) -> Option<&RecordState> {
+        self.records.get(id.uuid().as_u128())
+    }
+
+    /// Adds a pending service record (replacing one with the same id). A record of a
+    /// member the ledger does not know (possible only in a hostile journal) is not kept.
+    pub(crate) fn add_record(&mut self, record: &ServiceRecord) {
+        let Some(member) = self.ix(record.member) else {
+            return;
+        };
+        let activity = self.intern_activity(record.activity);
+        let org_unit = self.intern_unit(record.org_unit);
+        self.records.upsert(RecordState::pending(
+            record.id, member, activity, org_unit, record,
+        ));
+    }
+
+    /// The facts of an approval: the positions of its records.
+    pub(crate) fn approval_fact(&self, records: impl Iterator<Item = RecordId>) -> Fact {
+        Fact::Approval {
+            records: records
+                .filter_map(|id| self.records.position(id.uuid().as_u128()))
+                .filter_map(|p| u32::try_from(p).ok())
+                .collect(),
+            reversed: false,
+        }
     }
 
     /// Points reserved by open holds that have not lapsed at `at`.
@@ -760,9 +962,9 @@ impl Ledger {
 
     /// A member's balance, holds and hours at `now`.
     pub fn balance(&self, member: MemberId, now: Timestamp) -> Option<Balance> {
-        let ix = self.member_index.get(&member)?;
-        let state = self.member_at(*ix);
-        let held = self.held(*ix, now);
+        let ix = self.ix(member)?;
+        let state = self.member_at(ix);
+        let held = self.held(ix, now);
         let total = state
             .credit_minutes
             .checked_add(state.honour_minutes)
@@ -785,27 +987,25 @@ impl Ledger {
 
     /// A member's reference data.
     pub fn member(&self, id: MemberId) -> Option<MemberView> {
-        let state = self.member_at(*self.member_index.get(&id)?);
+        let ix = self.ix(id)?;
+        let state = self.member_at(ix);
         Some(MemberView {
             id,
-            home: state.home,
+            home: self.unit_id(state.home),
             kind: state.kind,
             dual_registration: state.dual_registration,
-            card_code: self
-                .member_cards
-                .get(self.member_index.get(&id)?)
-                .map(|c| c.to_string()),
+            card_code: self.member_cards.get(&ix).map(|c| c.to_string()),
         })
     }
 
     /// A member's lots, oldest expiry first.
     pub fn lots(&self, id: MemberId) -> Option<&[Lot]> {
-        Some(&self.member_at(*self.member_index.get(&id)?).lots)
+        Some(&self.member_at(self.ix(id)?).lots)
     }
 
     /// Every member id, in enrolment order.
     pub fn member_ids(&self) -> impl Iterator<Item = MemberId> + '_ {
-        self.members.iter().map(|m| m.id)
+        self.members.items().iter().map(|m| m.id)
     }
 
     /// How many members are enrolled.
@@ -906,9 +1106,8 @@ impl Ledger {
 
     /// A service record and where it stands.
     pub fn record(&self, id: RecordId) -> Option<(ServiceRecord, RecordStatus, Option<Award>)> {
-        self.records
-            .get(&id)
-            .map(|r| (r.record(id), r.status, r.award(id)))
+        self.record_state(&id)
+            .map(|r| (r.record(self), r.status, r.award(self)))
     }
 
     /// A hold.
@@ -926,6 +1125,7 @@ impl Ledger {
     /// Members holding lots that have expired by `now`, for an expiry sweep.
     pub fn members_with_expired_lots(&self, now: Timestamp) -> Vec<MemberId> {
         self.members
+            .items()
             .iter()
             .filter(|m| m.lots.first().is_some_and(|lot| lot.expires_at <= now))
             .map(|m| m.id)
@@ -933,7 +1133,7 @@ impl Ledger {
     }
 
     pub(crate) fn members_raw(&self) -> &[MemberState] {
-        &self.members
+        self.members.items()
     }
     pub(crate) fn merchants_raw(&self) -> &Map<MerchantId, MerchantState> {
         &self.merchants
@@ -1055,7 +1255,7 @@ impl Ledger {
             } => {
                 check_optional_card(card_code)?;
                 self.unit_exists(*home)?;
-                if self.member_index.contains_key(id) {
+                if self.ix(*id).is_some() {
                     return Err(Rejection::AlreadyExists);
                 }
                 if card_code
@@ -1086,7 +1286,7 @@ impl Ledger {
                         return Err(Rejection::CardCodeTaken);
                     }
                 }
-                self.allow_in(actor, self.member_at(ix).home)?;
+                self.allow_in(actor, self.unit_id(self.member_at(ix).home))?;
                 Ok(Event::MemberUpdated {
                     id: *id,
                     kind: *kind,
@@ -1097,7 +1297,7 @@ impl Ledger {
             Command::MoveMember { id, home } => {
                 self.unit_exists(*home)?;
                 let ix = self.member_ix(*id)?;
-                let from = self.member_at(ix).home;
+                let from = self.unit_id(self.member_at(ix).home);
                 if from == *home {
                     return Err(Rejection::SameAccount);
                 }
@@ -1290,7 +1490,7 @@ impl Ledger {
                 }
                 let from_ix = self.member_ix(*from)?;
                 let to_ix = self.member_ix(*to)?;
-                self.allow_in(actor, self.member_at(from_ix).home)?;
+                self.allow_in(actor, self.unit_id(self.member_at(from_ix).home))?;
                 self.ensure_available(from_ix, amount, at)?;
                 Self::credit_fits(self.member_at(to_ix).balance, amount)?;
                 Ok(Event::Transferred {
@@ -1307,7 +1507,7 @@ impl Ledger {
                 let amount = self.points(*amount)?;
                 let ix = self.member_ix(*member)?;
                 let pool_state = self.pools.get(pool).ok_or(Rejection::UnknownPool)?;
-                self.allow_in(actor, self.member_at(ix).home)?;
+                self.allow_in(actor, self.unit_id(self.member_at(ix).home))?;
                 if let Some(cap) = self.spec.donation_cap_per_year() {
                     let year = at.local_year(self.spec.utc_offset_minutes()).unwrap_or(0);
                     let so_far = self
@@ -1355,7 +1555,7 @@ impl Ledger {
                 let state = self.member_at(ix);
                 match actor {
                     Actor::System => {}
-                    _ => self.allow_in(actor, state.home)?,
+                    _ => self.allow_in(actor, self.unit_id(state.home))?,
                 }
                 let expired = state
                     .lots
@@ -1468,7 +1668,7 @@ impl Ledger {
         }
         for r in records {
             let member = self.member_at(self.member_ix(r.member)?);
-            let home = member.home;
+            let home = self.unit_id(member.home);
             let same_branch = self.is_within(r.org_unit, home) || self.is_within(home, r.org_unit);
             if !same_branch && !member.dual_registration {
                 return Err(Rejection::MemberNotEligible);
@@ -1499,23 +1699,28 @@ impl Ledger {
     /// The checks approval and rejection share, in precedence order: a non-empty list with
     /// no repeats, every record known, the actor allowed where each was served, and every
     /// record still pending.
-    fn check_pending(&self, actor: &Actor, ids: &[RecordId]) -> Result<(), Rejection> {
+    fn check_pending(
+        &self,
+        actor: &Actor,
+        ids: &[RecordId],
+    ) -> Result<Vec<&RecordState>, Rejection> {
         check_batch_len(ids.len())?;
         if has_duplicates(ids) {
             return Err(Rejection::DuplicateInBatch);
         }
+        let mut states = Vec::with_capacity(ids.len());
         for id in ids {
-            self.records.get(id).ok_or(Rejection::UnknownRecord(*id))?;
+            states.push(self.record_state(id).ok_or(Rejection::UnknownRecord(*id))?);
         }
-        for id in ids {
-            self.allow_in(actor, self.records[id].org_unit)?;
+        for state in &states {
+            self.allow_in(actor, self.unit_id(state.org_unit))?;
         }
-        for id in ids {
-            if self.records[id].status != RecordStatus::Pending {
+        for (id, state) in ids.iter().zip(&states) {
+            if state.status != RecordStatus::Pending {
                 return Err(Rejection::RecordNotPending(*id));
             }
         }
-        Ok(())
+        Ok(states)
     }
 
     fn decide_approve(
@@ -1524,28 +1729,25 @@ impl Ledger {
         ids: &[RecordId],
         at: Timestamp,
     ) -> Result<Event, Rejection> {
-        self.check_pending(actor, ids)?;
+        let states = self.check_pending(actor, ids)?;
         let offset = self.spec.utc_offset_minutes();
         let expires_at = self.expiry_from(at);
         let mut day_totals: Map<(MemberId, ActivityId, i32), Points> = new_map();
         let mut issued = self.totals.issued;
         let mut awards = Vec::with_capacity(ids.len());
-        for id in ids {
-            let record = &self.records[id];
+        // Each member's credit, by member index (a member may appear in several records).
+        let mut credits: SmallVec<[(u32, Points); 8]> = SmallVec::new();
+        for (id, record) in ids.iter().zip(states) {
             let activity = self
-                .activities
-                .get(&record.activity)
+                .record_activity(record)
                 .ok_or(Rejection::UnknownActivity)?;
+            let member = self.member_at(record.member).id;
             let minutes = activity.counted_minutes(record.minutes);
             let points = activity
                 .points_for(minutes)
                 .ok_or(Rejection::BalanceOverflow)?;
             if let Some(cap) = activity.daily_points_cap {
-                let key = (
-                    record.member,
-                    record.activity,
-                    record.started_at.local_day(offset),
-                );
+                let key = (member, activity.id, record.started_at.local_day(offset));
                 let before = match day_totals.get(&key) {
                     Some(total) => *total,
                     None => self.daily_points.get(&key).copied().unwrap_or_default(),
@@ -1558,9 +1760,10 @@ impl Ledger {
                 }
                 day_totals.insert(key, after);
             }
+            credits.push((record.member, points));
             awards.push(Award {
                 record: *id,
-                member: record.member,
+                member,
                 points,
                 minutes: Minutes::new(i64::from(minutes)),
                 time_kind: activity.time_kind,
@@ -1572,17 +1775,15 @@ impl Ledger {
                 .checked_add(award.points)
                 .ok_or(Rejection::BalanceOverflow)?;
         }
-        // Sum each member's credit (a member may appear in several records) and check it
-        // fits; sorting a short list beats a hash map for the usual handful of awards.
-        let mut credits: SmallVec<[(MemberId, Points); 8]> =
-            awards.iter().map(|a| (a.member, a.points)).collect();
+        // Sum each member's credit and check it fits; sorting a short list beats a hash
+        // map for the usual handful of awards, and the record already holds the member's
+        // index, so no lookup by id is needed.
         credits.sort_unstable_by_key(|(member, _)| *member);
         for run in credits.chunk_by(|a, b| a.0 == b.0) {
             let total = run.iter().try_fold(Points::ZERO, |sum, (_, p)| {
                 sum.checked_add(*p).ok_or(Rejection::BalanceOverflow)
             })?;
-            let state = self.member_at(self.member_ix(run[0].0)?);
-            Self::credit_fits(state.balance, total)?;
+            Self::credit_fits(self.member_at(run[0].0).balance, total)?;
         }
         Ok(Event::ServiceApproved { awards })
     }
@@ -1613,16 +1814,19 @@ impl Ledger {
         // Permission first, against the org unit the original entry belongs to.
         match fact {
             Fact::Approval { records, .. } => {
-                for id in records {
-                    let unit = self.records.get(id).map(|r| r.org_unit);
-                    self.allow_in(actor, unit.ok_or(Rejection::UnknownRecord(*id))?)?;
+                for &position in records {
+                    let unit = self.records.at(position as usize).map(|r| r.org_unit);
+                    let unit = unit.ok_or(Rejection::UnknownEntry)?;
+                    self.allow_in(actor, self.unit_id(unit))?;
                 }
             }
             Fact::Spend { merchant, .. } => {
                 let unit = self.active_merchant(*merchant)?.org_unit;
                 self.allow_in(actor, unit)?;
             }
-            Fact::Transfer { from, .. } => self.allow_in(actor, self.member_at(*from).home)?,
+            Fact::Transfer { from, .. } => {
+                self.allow_in(actor, self.unit_id(self.member_at(*from).home))?
+            }
             Fact::Donation { pool, .. } | Fact::Grant { pool, .. } => {
                 let unit = self.pools.get(pool).ok_or(Rejection::UnknownPool)?.org_unit;
                 self.allow_in(actor, unit)?;
@@ -1635,7 +1839,7 @@ impl Ledger {
             Fact::Approval { records, .. } => {
                 let awards: Vec<Award> = records
                     .iter()
-                    .filter_map(|id| self.records.get(id).and_then(|r| r.award(*id)))
+                    .filter_map(|&p| self.records.at(p as usize).and_then(|r| r.award(self)))
                     .collect();
                 let mut debit: Map<MemberId, Points> = new_map();
                 for award in &awards {
@@ -1728,12 +1932,20 @@ impl Ledger {
     // Commit: fold an entry into the state. Total: never fails, never panics.
     // ------------------------------------------------------------------------------------
 
-    fn commit(&mut self, entry: &Entry, print: Option<[u8; 16]>) {
+    fn commit(&mut self, entry: &Entry, print: Option<u64>) {
         debug_assert_eq!(entry.sequence(), self.next_sequence);
-        self.requests.insert(
-            entry.request_id(),
-            (print.unwrap_or(REPLAYED), entry.sequence()),
-        );
+        // The request table is indexed by sequence: one slot per entry.
+        debug_assert_eq!(self.requests.len() as u64, entry.sequence());
+        let slot = RequestSlot {
+            id: entry.request_id(),
+            print: print.unwrap_or(REPLAYED),
+        };
+        // `apply` looked the request id up a moment ago, so its slot is in cache; replay
+        // leaves the index to be built in one pass when a lookup first needs it.
+        match print {
+            Some(_) => self.requests.push_indexed(slot),
+            None => self.requests.push(slot),
+        }
         self.next_sequence += 1;
         self.last_hash = entry.hash();
         self.last_at = self.last_at.max(entry.at());
@@ -1753,12 +1965,14 @@ impl Ledger {
     }
 
     fn ix(&self, member: MemberId) -> Option<u32> {
-        self.member_index.get(&member).copied()
+        self.members
+            .position(member.uuid().as_u128())
+            .and_then(|p| u32::try_from(p).ok())
     }
 
     /// Adds a lot, keeping lots sorted by expiry and merging lots that expire together.
     fn credit_member(&mut self, ix: u32, amount: Points, expires_at: Timestamp) {
-        let Some(state) = self.members.get_mut(ix as usize) else {
+        let Some(state) = self.members.at_mut(ix as usize) else {
             return;
         };
         state.balance = state.balance.checked_add(amount).unwrap_or(state.balance);
@@ -1782,7 +1996,7 @@ impl Ledger {
     /// Takes points from the oldest lots first and returns the parcels taken.
     fn debit_member(&mut self, ix: u32, amount: Points) -> SmallVec<[Lot; 2]> {
         let mut taken = SmallVec::new();
-        let Some(state) = self.members.get_mut(ix as usize) else {
+        let Some(state) = self.members.at_mut(ix as usize) else {
             return taken;
         };
         state.balance = state.balance.checked_sub(amount).unwrap_or(state.balance);
@@ -1876,7 +2090,18 @@ impl Ledger {
     fn apply_awards(&mut self, awards: &[Award], sign: i64) {
         let offset = self.spec.utc_offset_minutes();
         for award in awards {
-            let Some(ix) = self.ix(award.member) else {
+            // The record knows its member's index; the award's member id is what counts
+            // (a hostile journal may disagree), so it is checked against it.
+            let record = self.records.position(award.record.uuid().as_u128());
+            let known = record
+                .and_then(|p| self.records.at(p))
+                .map(|r| r.member)
+                .filter(|&m| {
+                    self.members
+                        .at(m as usize)
+                        .is_some_and(|s| s.id == award.member)
+                });
+            let Some(ix) = known.or_else(|| self.ix(award.member)) else {
                 continue;
             };
             if sign > 0 {
@@ -1885,7 +2110,9 @@ impl Ledger {
                 self.debit_member(ix, award.points);
             }
             let minutes = Minutes::new(sign * award.minutes.get());
-            let state = &mut self.members[ix as usize];
+            let Some(state) = self.members.at_mut(ix as usize) else {
+                continue;
+            };
             let (member_minutes, total) = match award.time_kind {
                 TimeKind::Credit => (&mut state.credit_minutes, &mut self.totals.credit_minutes),
                 TimeKind::Honour => (&mut state.honour_minutes, &mut self.totals.honour_minutes),
@@ -1900,7 +2127,7 @@ impl Ledger {
                 .issued
                 .checked_add(signed)
                 .unwrap_or(self.totals.issued);
-            if let Some(record) = self.records.get_mut(&award.record) {
+            if let Some(record) = record.and_then(|p| self.records.at_mut(p)) {
                 record.status = if sign > 0 {
                     RecordStatus::Approved
                 } else {
@@ -1909,13 +2136,11 @@ impl Ledger {
                 if sign > 0 {
                     record.set_award(award);
                 }
-                if let Some(activity) = self.activities.get(&record.activity) {
+                let (activity, day) = (record.activity, record.started_at.local_day(offset));
+                let activity = self.activity_ids.get(activity as usize).copied();
+                if let Some(activity) = activity.and_then(|a| self.activities.get(&a)) {
                     if activity.daily_points_cap.is_some() {
-                        let key = (
-                            award.member,
-                            record.activity,
-                            record.started_at.local_day(offset),
-                        );
+                        let key = (award.member, activity.id, day);
                         let slot = self.daily_points.entry(key).or_insert(Points::ZERO);
                         *slot = slot.checked_add(signed).unwrap_or(*slot);
                     }
@@ -1958,16 +2183,17 @@ impl Ledger {
                 let Ok(ix) = u32::try_from(self.members.len()) else {
                     return;
                 };
-                if self.member_index.contains_key(id) {
+                if self.ix(*id).is_some() {
                     return;
                 }
+                let home = self.intern_unit(*home);
                 if let Some(code) = card_code.as_deref() {
                     self.card_codes.insert(code.into(), ix);
                     self.member_cards.insert(ix, code.into());
                 }
                 self.members.push(MemberState {
                     id: *id,
-                    home: *home,
+                    home,
                     kind: *kind,
                     dual_registration: *dual_registration,
                     balance: Points::ZERO,
@@ -1975,7 +2201,6 @@ impl Ledger {
                     honour_minutes: Minutes::ZERO,
                     lots: SmallVec::new(),
                 });
-                self.member_index.insert(*id, ix);
             }
             Event::MemberUpdated {
                 id,
@@ -1984,7 +2209,9 @@ impl Ledger {
                 card_code,
             } => {
                 let Some(ix) = self.ix(*id) else { return };
-                let state = &mut self.members[ix as usize];
+                let Some(state) = self.members.at_mut(ix as usize) else {
+                    return;
+                };
                 state.kind = *kind;
                 state.dual_registration = *dual_registration;
                 if let Some(old) = self.member_cards.remove(&ix) {
@@ -1996,8 +2223,9 @@ impl Ledger {
                 }
             }
             Event::MemberMoved { id, to, .. } => {
-                if let Some(ix) = self.ix(*id) {
-                    self.members[ix as usize].home = *to;
+                let to = self.intern_unit(*to);
+                if let Some(state) = self.ix(*id).and_then(|ix| self.members.at_mut(ix as usize)) {
+                    state.home = to;
                 }
             }
             Event::MerchantRegistered {
@@ -2043,23 +2271,17 @@ impl Ledger {
             }
             Event::ServiceRecorded { records } => {
                 for record in records {
-                    self.records.insert(record.id, RecordState::pending(record));
+                    self.add_record(record);
                 }
             }
             Event::ServiceApproved { awards } => {
                 self.apply_awards(awards, 1);
-                let records = awards.iter().map(|a| a.record).collect();
-                self.facts.insert(
-                    this,
-                    Fact::Approval {
-                        records,
-                        reversed: false,
-                    },
-                );
+                let fact = self.approval_fact(awards.iter().map(|a| a.record));
+                self.facts.insert(this, fact);
             }
             Event::ServiceRejected { records, .. } => {
                 for id in records {
-                    if let Some(r) = self.records.get_mut(id) {
+                    if let Some(r) = self.records.get_mut(id.uuid().as_u128()) {
                         r.status = RecordStatus::Rejected;
                     }
                 }
@@ -2330,9 +2552,165 @@ impl<T> BySequence<T> {
     }
 }
 
+/// What the ledger keeps of the request behind each entry, at the entry's sequence number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RequestSlot {
+    id: RequestId,
+    print: u64,
+}
+
+impl HasKey for RequestSlot {
+    fn key(&self) -> u128 {
+        self.id.uuid().as_u128()
+    }
+}
+
+impl HasKey for MemberState {
+    fn key(&self) -> u128 {
+        self.id.uuid().as_u128()
+    }
+}
+
+impl HasKey for RecordState {
+    fn key(&self) -> u128 {
+        self.id.uuid().as_u128()
+    }
+}
+
+fn get_id<T: TryFrom<uuid::Uuid>>(input: &mut Reader<'_>) -> Option<T> {
+    T::try_from(uuid::Uuid::from_u128(u128::from_le_bytes(input.take()?))).ok()
+}
+
+fn put_id(out: &mut Vec<u8>, id: uuid::Uuid) {
+    out.extend_from_slice(&id.as_u128().to_le_bytes());
+}
+
+impl Flat for RequestSlot {
+    const MIN_BYTES: usize = 24;
+    fn put(&self, out: &mut Vec<u8>) {
+        put_id(out, self.id.uuid());
+        out.extend_from_slice(&self.print.to_le_bytes());
+    }
+    fn get(input: &mut Reader<'_>) -> Option<Self> {
+        Some(RequestSlot {
+            id: get_id(input)?,
+            print: input.u64()?,
+        })
+    }
+}
+
+impl Flat for MemberState {
+    const MIN_BYTES: usize = 16 + 4 + 2 + 24 + 4;
+    fn put(&self, out: &mut Vec<u8>) {
+        put_id(out, self.id.uuid());
+        out.extend_from_slice(&self.home.to_le_bytes());
+        out.push(match self.kind {
+            MemberKind::Resident => 0,
+            MemberKind::PartyMember => 1,
+        });
+        out.push(u8::from(self.dual_registration));
+        out.extend_from_slice(&self.balance.minor().to_le_bytes());
+        out.extend_from_slice(&self.credit_minutes.get().to_le_bytes());
+        out.extend_from_slice(&self.honour_minutes.get().to_le_bytes());
+        out.extend_from_slice(&(self.lots.len() as u32).to_le_bytes());
+        for lot in &self.lots {
+            out.extend_from_slice(&lot.expires_at.millis().to_le_bytes());
+            out.extend_from_slice(&lot.remaining.minor().to_le_bytes());
+        }
+    }
+    fn get(input: &mut Reader<'_>) -> Option<Self> {
+        let id = get_id(input)?;
+        let home = input.u32()?;
+        let kind = match input.u8()? {
+            0 => MemberKind::Resident,
+            1 => MemberKind::PartyMember,
+            _ => return None,
+        };
+        let dual_registration = match input.u8()? {
+            0 => false,
+            1 => true,
+            _ => return None,
+        };
+        let balance = Points::from_minor(input.i64()?);
+        let credit_minutes = Minutes::new(input.i64()?);
+        let honour_minutes = Minutes::new(input.i64()?);
+        let count = input.u32()?;
+        let mut lots = SmallVec::new();
+        for _ in 0..count {
+            lots.push(Lot {
+                expires_at: Timestamp::from_millis(input.i64()?),
+                remaining: Points::from_minor(input.i64()?),
+            });
+        }
+        Some(MemberState {
+            id,
+            home,
+            kind,
+            dual_registration,
+            balance,
+            credit_minutes,
+            honour_minutes,
+            lots,
+        })
+    }
+}
+
+impl Flat for RecordState {
+    const MIN_BYTES: usize = 16 + 12 + 8 + 4 + 2 + 4 + 16;
+    fn put(&self, out: &mut Vec<u8>) {
+        put_id(out, self.id.uuid());
+        out.extend_from_slice(&self.member.to_le_bytes());
+        out.extend_from_slice(&self.activity.to_le_bytes());
+        out.extend_from_slice(&self.org_unit.to_le_bytes());
+        out.extend_from_slice(&self.started_at.millis().to_le_bytes());
+        out.extend_from_slice(&self.minutes.to_le_bytes());
+        out.push(match self.status {
+            RecordStatus::Pending => 0,
+            RecordStatus::Approved => 1,
+            RecordStatus::Rejected => 2,
+            RecordStatus::Reversed => 3,
+        });
+        out.push(match self.time_kind {
+            TimeKind::Credit => 0,
+            TimeKind::Honour => 1,
+        });
+        out.extend_from_slice(&self.award_minutes.to_le_bytes());
+        out.extend_from_slice(&self.award_points.minor().to_le_bytes());
+        out.extend_from_slice(&self.expires_at.millis().to_le_bytes());
+    }
+    fn get(input: &mut Reader<'_>) -> Option<Self> {
+        Some(RecordState {
+            id: get_id(input)?,
+            member: input.u32()?,
+            activity: input.u32()?,
+            org_unit: input.u32()?,
+            started_at: Timestamp::from_millis(input.i64()?),
+            minutes: input.u32()?,
+            status: match input.u8()? {
+                0 => RecordStatus::Pending,
+                1 => RecordStatus::Approved,
+                2 => RecordStatus::Rejected,
+                3 => RecordStatus::Reversed,
+                _ => return None,
+            },
+            time_kind: match input.u8()? {
+                0 => TimeKind::Credit,
+                1 => TimeKind::Honour,
+                _ => return None,
+            },
+            award_minutes: input.u32()?,
+            award_points: Points::from_minor(input.i64()?),
+            expires_at: Timestamp::from_millis(input.i64()?),
+        })
+    }
+}
+
+/// The tag at the start of a snapshot; a change of the state's layout changes it.
+const SNAPSHOT_FORMAT: [u8; 8] = *b"ptsnap02";
+
 /// The fingerprint slot of a request replayed from storage, before the store restores the
 /// real one. A retry of such a request is answered as a duplicate.
-const REPLAYED: [u8; 16] = [0xff; 16];
+const REPLAYED: u64 = u64::MAX;
 
 // Issue 5: micro-wishes, volunteer events and merchant catalogues. They are child modules of
 // the ledger so that they extend its decide and evolve steps without widening the state's

@@ -123,6 +123,7 @@ pub mod rejection;
 pub mod report;
 pub mod rollup;
 pub mod settlement;
+mod table;
 pub mod text;
 pub mod time;
 

@@ -19,7 +19,7 @@
 //! and daily points cap, so that the service counts like any other record and can be
 //! reversed with [`Command::Reverse`](crate::Command::Reverse).
 
-use super::{Fact, Ledger, RecordState};
+use super::Ledger;
 use crate::amount::{Amount, Minutes, Points};
 use crate::command::Actor;
 use crate::entry::{award_postings, EntryKind, Posting};
@@ -318,7 +318,7 @@ impl Ledger {
     /// Whether `member` may serve in `unit`: inside the home branch, or dual-registered.
     pub(super) fn eligible(&self, member: MemberId, unit: OrgUnitId) -> Result<(), Rejection> {
         let state = self.member_at(self.member_ix(member)?);
-        let home = state.home;
+        let home = self.unit_id(state.home);
         if self.is_within(unit, home) || self.is_within(home, unit) || state.dual_registration {
             Ok(())
         } else {
@@ -558,15 +558,10 @@ impl Ledger {
                     w.stage = Stage::Confirmed;
                     w.record = Some(record.id);
                 }
-                self.records.insert(record.id, RecordState::pending(record));
+                self.add_record(record);
                 self.apply_awards(std::slice::from_ref(award), 1);
-                self.facts.insert(
-                    this,
-                    Fact::Approval {
-                        records: vec![record.id],
-                        reversed: false,
-                    },
-                );
+                let fact = self.approval_fact(std::iter::once(record.id));
+                self.facts.insert(this, fact);
             }
             WishEvent::Cancelled { wish, .. } => {
                 if let Some(w) = self.wishes.get_mut(wish) {

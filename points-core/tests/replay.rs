@@ -303,3 +303,42 @@ fn entry_hash_is_keyed_blake3_over_the_canonical_encoding() {
     }
     assert_eq!(Ledger::replay(&run.journal).unwrap().head_hash(), prev);
 }
+
+#[test]
+fn corrupt_snapshots_are_refused_or_harmless() {
+    let mut runner = TestRunner::new(config(300));
+    runner
+        .run(
+            &(steps(20..60), any::<Index>(), any::<Index>(), any::<u8>()),
+            |(steps, snapshot_at, byte, flip)| {
+                let (run, snapshot, snapshot_len) = generate(&steps, Some(&snapshot_at));
+                let now = Timestamp::from_millis(run.now);
+                // Truncated: always an error.
+                for cut in [0, 1, snapshot.len() / 2, snapshot.len() - 1] {
+                    prop_assert!(Ledger::from_snapshot(&snapshot[..cut]).is_err());
+                }
+                // Another format (the tag is the first eight bytes).
+                let mut other = snapshot.clone();
+                other[7] ^= 1;
+                prop_assert!(Ledger::from_snapshot(&other).is_err());
+                // A flipped byte anywhere: refused, or a ledger that reads, replays the rest
+                // of the journal and applies requests without panicking.
+                let mut flipped = snapshot.clone();
+                flipped[byte.index(snapshot.len())] ^= flip.max(1);
+                if let Ok(mut ledger) = Ledger::from_snapshot(&flipped) {
+                    for entry in &run.journal[snapshot_len..] {
+                        let _ = ledger.replay_one(entry);
+                    }
+                    let ids: Vec<_> = ledger.member_ids().collect();
+                    for id in ids {
+                        let _ = ledger.balance(id, now);
+                        let _ = ledger.member(id);
+                        let _ = ledger.lots(id);
+                    }
+                    let _ = ledger.snapshot();
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+}

@@ -532,7 +532,7 @@ impl Engine {
                     .map_err(EngineError::Rejected)?;
                 let stored = StoredEntry {
                     entry: genesis.clone(),
-                    fingerprint: [0; 16],
+                    fingerprint: 0,
                 };
                 match self
                     .inner

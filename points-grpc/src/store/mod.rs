@@ -53,8 +53,9 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct StoredEntry {
     /// The entry.
     pub entry: Entry,
-    /// [`points_core::Ledger::request_fingerprint`] of the request (zero for the genesis).
-    pub fingerprint: [u8; 16],
+    /// [`points_core::Ledger::request_fingerprint`] of the request (zero for the genesis),
+    /// stored as 8 little-endian bytes.
+    pub fingerprint: u64,
 }
 
 /// A ledger snapshot taken after `next_sequence` entries.
@@ -223,10 +224,22 @@ pub(crate) fn decode_entry(
             message: format!("stored as {sequence} but encodes {}", entry.sequence()),
         });
     }
-    let fingerprint: [u8; 16] = fingerprint.try_into().map_err(|_| StoreError::Corrupt {
-        sequence,
-        message: "request fingerprint is not 16 bytes".into(),
-    })?;
+    let fingerprint = match fingerprint.len() {
+        8 => {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(fingerprint);
+            u64::from_le_bytes(bytes)
+        }
+        // Rows written before fingerprints became 64-bit: a retry of such a request is
+        // answered as a duplicate, as before its fingerprint was restored.
+        16 => points_core::Ledger::UNKNOWN_FINGERPRINT,
+        _ => {
+            return Err(StoreError::Corrupt {
+                sequence,
+                message: "request fingerprint is not 8 bytes".into(),
+            })
+        }
+    };
     Ok(StoredEntry { entry, fingerprint })
 }
 

@@ -454,7 +454,7 @@ impl Store for PostgresStore {
                 .await
                 .map_err(classify)?;
                 let request = id_bytes(genesis.entry.request_id());
-                let fp = genesis.fingerprint.to_vec();
+                let fp = genesis.fingerprint.to_le_bytes().to_vec();
                 let body = genesis.entry.encode();
                 conn.execute(
                     "INSERT INTO entries (program_id, seq, request_id, fingerprint, body) VALUES ($1, 0, $2, $3, $4)",
@@ -486,7 +486,7 @@ impl Store for PostgresStore {
         for e in entries {
             seqs.push(i64::try_from(e.entry.sequence()).unwrap_or(i64::MAX));
             requests.push(id_bytes(e.entry.request_id()));
-            prints.push(e.fingerprint.to_vec());
+            prints.push(e.fingerprint.to_le_bytes().to_vec());
             bodies.push(e.entry.encode());
         }
         let bounds = seq_param(expected_next)

@@ -265,14 +265,14 @@ fn genesis_program(genesis: &StoredEntry) -> StoreResult<ProgramId> {
 /// One entry's row values.
 struct Row {
     seq: u64,
-    fp: [u8; 16],
+    fp: [u8; 8],
     body: Vec<u8>,
 }
 
 fn row(stored: &StoredEntry) -> Row {
     Row {
         seq: stored.entry.sequence(),
-        fp: stored.fingerprint,
+        fp: stored.fingerprint.to_le_bytes(),
         body: stored.entry.encode(),
     }
 }

@@ -1,0 +1,712 @@
+//! Flat tables for the ledger's big indexes, and their byte-level snapshot encoding.
+//!
+//! A ledger of a million members keeps a million member states, a service record per
+//! volunteer per occasion and a request id per journal entry. Hash maps of those cost a
+//! 16-byte key plus the value plus load-factor slack per element, and decode from a snapshot
+//! one insert (and one rehash) at a time. Here the values live in dense vectors in the order
+//! they were added, and [`IdIndex`] maps an id to a position with 8-byte slots: a 24-bit tag
+//! of the id's hash and the position. The id itself is read back from the dense vector only
+//! when a tag matches, so a miss (a new request id, the common case) touches one slot.
+//!
+//! Both serialise as flat little-endian byte strings ([`Flat`]), so restoring a snapshot
+//! copies them rather than rebuilding them. Decoding is checked: a truncated or malformed
+//! byte string is an error, and an index that points nowhere only ever misses, so a hostile
+//! snapshot cannot make a lookup panic or loop.
+
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::ser::Serializer;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Bits of a slot that hold the position plus one (zero is an empty slot).
+const POSITION_BITS: u32 = 40;
+const POSITION_MASK: u64 = (1 << POSITION_BITS) - 1;
+/// The largest position an index can hold (about 10^12).
+pub(crate) const MAX_POSITION: usize = (POSITION_MASK - 1) as usize;
+
+fn folded_multiply(a: u64, b: u64) -> u64 {
+    let full = u128::from(a) * u128::from(b);
+    (full as u64) ^ ((full >> 64) as u64)
+}
+
+/// A fast, well-mixed 64-bit hash of a 128-bit id (sequential ids spread evenly).
+pub(crate) fn hash_id(key: u128) -> u64 {
+    let lo = key as u64;
+    let hi = (key >> 64) as u64;
+    let mixed = folded_multiply(lo ^ 0x243f_6a88_85a3_08d3, hi ^ 0x1319_8a2e_0370_7344);
+    folded_multiply(mixed ^ 0xa409_3822_299f_31d0, 0x082e_fa98_ec4e_6c89)
+}
+
+/// An open-addressing (linear probing) index from 128-bit ids to positions in a dense
+/// vector that holds the ids. Never shrinks; entries are never removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct IdIndex {
+    /// Empty, or a power of two of slots.
+    slots: Vec<u64>,
+    len: usize,
+}
+
+impl IdIndex {
+    /// How many ids are indexed.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    fn tag(hash: u64) -> u64 {
+        (hash & 0xff_ffff) << POSITION_BITS
+    }
+
+    /// The first slot to probe for `hash` in a table of `2^bits` slots.
+    fn start(&self, hash: u64) -> usize {
+        let bits = self.slots.len().trailing_zeros();
+        if bits == 0 {
+            0
+        } else {
+            (hash >> (64 - bits)) as usize
+        }
+    }
+
+    /// The position of `key`, reading ids back with `key_at`.
+    pub(crate) fn find(&self, key: u128, key_at: impl Fn(usize) -> Option<u128>) -> Option<usize> {
+        let cap = self.slots.len();
+        if cap == 0 {
+            return None;
+        }
+        let hash = hash_id(key);
+        let tag = Self::tag(hash);
+        let mask = cap - 1;
+        let mut i = self.start(hash);
+        for _ in 0..cap {
+            let slot = self.slots[i];
+            if slot == 0 {
+                return None;
+            }
+            if slot & !POSITION_MASK == tag {
+                let position = ((slot & POSITION_MASK) - 1) as usize;
+                if key_at(position) == Some(key) {
+                    return Some(position);
+                }
+            }
+            i = (i + 1) & mask;
+        }
+        None
+    }
+
+    /// Builds the index over the ids at positions `0..count` (a later position of the same
+    /// id wins) in an order that keeps memory access sequential: every id's home slot is
+    /// computed in one pass, the (home, slot value) pairs are radix-sorted by home (stable,
+    /// so positions of one home stay in order), and the slots are then filled front to
+    /// back. Inserting a million random ids one by one costs a cache miss (and a TLB miss)
+    /// each; this costs a few sequential passes.
+    pub(crate) fn build(count: usize, key_at: impl Fn(usize) -> Option<u128>) -> IdIndex {
+        let count = count.min(MAX_POSITION + 1);
+        let mut cap = 16;
+        while count * 4 > cap * 3 {
+            cap *= 2;
+        }
+        let mut index = IdIndex {
+            slots: vec![0; cap],
+            len: 0,
+        };
+        let bits = cap.trailing_zeros();
+        // (home << 64) | slot value, in position order.
+        let mut pairs: Vec<u128> = (0..count)
+            .filter_map(|position| {
+                let hash = hash_id(key_at(position)?);
+                let value = Self::tag(hash) | (position as u64 + 1);
+                Some(((index.start(hash) as u128) << 64) | u128::from(value))
+            })
+            .collect();
+        // Stable LSD radix sort on the home's bits, eleven at a time.
+        let mut spare = vec![0u128; pairs.len()];
+        let mut shift = 64;
+        while shift < 64 + bits {
+            let width = (64 + bits - shift).min(11);
+            let mask = (1u128 << width) - 1;
+            let mut starts = vec![0usize; 1 << width];
+            for &p in &pairs {
+                starts[((p >> shift) & mask) as usize] += 1;
+            }
+            let mut sum = 0;
+            for s in starts.iter_mut() {
+                let c = *s;
+                *s = sum;
+                sum += c;
+            }
+            for &p in &pairs {
+                let digit = ((p >> shift) & mask) as usize;
+                if let Some(at) = starts.get_mut(digit) {
+                    if let Some(out) = spare.get_mut(*at) {
+                        *out = p;
+                    }
+                    *at += 1;
+                }
+            }
+            std::mem::swap(&mut pairs, &mut spare);
+            shift += width;
+        }
+        drop(spare);
+        let mask = cap - 1;
+        for p in pairs {
+            let value = p as u64;
+            let tag = value & !POSITION_MASK;
+            let mut i = ((p >> 64) as usize) & mask;
+            for _ in 0..cap {
+                let slot = index.slots[i];
+                if slot == 0 {
+                    index.slots[i] = value;
+                    index.len += 1;
+                    break;
+                }
+                if slot & !POSITION_MASK == tag {
+                    let old = ((slot & POSITION_MASK) - 1) as usize;
+                    let new = ((value & POSITION_MASK) - 1) as usize;
+                    if key_at(old).is_some() && key_at(old) == key_at(new) {
+                        index.slots[i] = value;
+                        break;
+                    }
+                }
+                i = (i + 1) & mask;
+            }
+        }
+        index
+    }
+
+    /// Reads the slot where a lookup of `key` starts, so that its cache line is on its way
+    /// while the caller does other work (a later lookup then hits the cache). A safe
+    /// stand-in for a prefetch: the value is passed through `black_box` and discarded.
+    pub(crate) fn touch(&self, key: u128) {
+        if !self.slots.is_empty() {
+            std::hint::black_box(self.slots[self.start(hash_id(key))]);
+        }
+    }
+
+    /// Points `key` at `position`, replacing the position it had. Grows the table first if
+    /// needed, reading every id back with `key_at` (positions `0..count`). Positions past
+    /// [`MAX_POSITION`] are not indexed.
+    pub(crate) fn insert(
+        &mut self,
+        key: u128,
+        position: usize,
+        count: usize,
+        key_at: impl Fn(usize) -> Option<u128>,
+    ) {
+        if position > MAX_POSITION {
+            return;
+        }
+        // At most three quarters full: probes stay short and an empty slot always exists.
+        if (self.len + 1) * 4 > self.slots.len() * 3 {
+            self.grow(count, &key_at);
+        }
+        self.place(key, position, &key_at);
+    }
+
+    fn place(&mut self, key: u128, position: usize, key_at: &impl Fn(usize) -> Option<u128>) {
+        let cap = self.slots.len();
+        let hash = hash_id(key);
+        let tag = Self::tag(hash);
+        let mask = cap - 1;
+        let mut i = self.start(hash);
+        let value = tag | (position as u64 + 1);
+        for _ in 0..cap {
+            let slot = self.slots[i];
+            if slot == 0 {
+                self.slots[i] = value;
+                self.len += 1;
+                return;
+            }
+            if slot & !POSITION_MASK == tag {
+                let old = ((slot & POSITION_MASK) - 1) as usize;
+                if key_at(old) == Some(key) {
+                    self.slots[i] = value;
+                    return;
+                }
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Doubles the table (or more) and re-inserts the ids at positions `0..count`, in order
+    /// (so a later position of the same id wins, as it did before).
+    fn grow(&mut self, count: usize, key_at: &impl Fn(usize) -> Option<u128>) {
+        let mut cap = (self.slots.len() * 2).max(16);
+        while (self.len + 1) * 4 > cap * 3 {
+            cap *= 2;
+        }
+        *self = Self::with_slots(cap, count, key_at);
+    }
+
+    fn with_slots(cap: usize, count: usize, key_at: &impl Fn(usize) -> Option<u128>) -> IdIndex {
+        let mut index = IdIndex {
+            slots: vec![0; cap],
+            len: 0,
+        };
+        for position in 0..count.min(MAX_POSITION + 1) {
+            if let Some(key) = key_at(position) {
+                index.place(key, position, key_at);
+            }
+        }
+        index
+    }
+
+    /// Rebuilds the index over the ids at positions `0..count` (later positions win).
+    #[cfg(test)]
+    pub(crate) fn rebuild(count: usize, key_at: impl Fn(usize) -> Option<u128>) -> IdIndex {
+        let mut cap = 16;
+        while count * 4 > cap * 3 {
+            cap *= 2;
+        }
+        Self::with_slots(cap, count, &key_at)
+    }
+}
+
+impl Serialize for IdIndex {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut out = Vec::with_capacity(self.slots.len() * 8);
+        for slot in &self.slots {
+            out.extend_from_slice(&slot.to_le_bytes());
+        }
+        serializer.serialize_bytes(&out)
+    }
+}
+
+impl<'de> Deserialize<'de> for IdIndex {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let bytes = deserializer.deserialize_bytes(BytesVisitor)?;
+        let bytes = bytes.as_slice();
+        if bytes.len() % 8 != 0 {
+            return Err(de::Error::custom(
+                "index: length is not a whole number of slots",
+            ));
+        }
+        let slots: Vec<u64> = bytes
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect();
+        if !(slots.is_empty() || slots.len().is_power_of_two()) {
+            return Err(de::Error::custom("index: slot count is not a power of two"));
+        }
+        let len = slots.iter().filter(|&&s| s != 0).count();
+        if len * 4 > slots.len() * 3 || slots.iter().any(|&s| s != 0 && s & POSITION_MASK == 0) {
+            return Err(de::Error::custom("index: malformed slots"));
+        }
+        Ok(IdIndex { slots, len })
+    }
+}
+
+/// Bytes from a deserializer: borrowed, owned, or (for self-describing formats) a sequence.
+enum Bytes<'de> {
+    Borrowed(&'de [u8]),
+    Owned(Vec<u8>),
+}
+
+impl Bytes<'_> {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Bytes::Borrowed(b) => b,
+            Bytes::Owned(b) => b,
+        }
+    }
+}
+
+struct BytesVisitor;
+
+impl<'de> Visitor<'de> for BytesVisitor {
+    type Value = Bytes<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a byte string")
+    }
+    fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Self::Value, E> {
+        Ok(Bytes::Borrowed(v))
+    }
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
+        Ok(Bytes::Owned(v.to_vec()))
+    }
+    fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Self::Value, E> {
+        Ok(Bytes::Owned(v))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(b) = seq.next_element::<u8>()? {
+            out.push(b);
+        }
+        Ok(Bytes::Owned(out))
+    }
+}
+
+/// A cursor over snapshot bytes; every read is checked.
+pub(crate) struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (head, rest) = self.bytes.split_first_chunk::<N>()?;
+        self.bytes = rest;
+        Some(*head)
+    }
+    pub(crate) fn u8(&mut self) -> Option<u8> {
+        self.take::<1>().map(|b| b[0])
+    }
+    pub(crate) fn u32(&mut self) -> Option<u32> {
+        self.take().map(u32::from_le_bytes)
+    }
+    pub(crate) fn u64(&mut self) -> Option<u64> {
+        self.take().map(u64::from_le_bytes)
+    }
+    pub(crate) fn i64(&mut self) -> Option<i64> {
+        self.take().map(i64::from_le_bytes)
+    }
+    fn remaining(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+/// A value with a compact byte encoding of its own, for [`flat`] vectors.
+pub(crate) trait Flat: Sized {
+    /// The fewest bytes a value takes (bounds the allocation for a claimed count).
+    const MIN_BYTES: usize;
+    /// Appends the value's bytes.
+    fn put(&self, out: &mut Vec<u8>);
+    /// Reads a value; `None` if the bytes are short or invalid.
+    fn get(input: &mut Reader<'_>) -> Option<Self>;
+}
+
+/// `#[serde(with = "flat")]` for a `Vec<T: Flat>`: a count and the values' bytes, as one
+/// byte string.
+pub(crate) mod flat {
+    use super::*;
+
+    pub(crate) fn serialize<T: Flat, S: Serializer>(
+        values: &[T],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut out = Vec::with_capacity(8 + values.len() * T::MIN_BYTES);
+        out.extend_from_slice(&(values.len() as u64).to_le_bytes());
+        for v in values {
+            v.put(&mut out);
+        }
+        serializer.serialize_bytes(&out)
+    }
+
+    pub(crate) fn deserialize<'de, T: Flat, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<T>, D::Error> {
+        let bytes = deserializer.deserialize_bytes(BytesVisitor)?;
+        decode(bytes.as_slice()).ok_or_else(|| de::Error::custom("malformed flat table"))
+    }
+
+    pub(crate) fn decode<T: Flat>(bytes: &[u8]) -> Option<Vec<T>> {
+        let mut input = Reader { bytes };
+        let count = usize::try_from(input.u64()?).ok()?;
+        if count.checked_mul(T::MIN_BYTES.max(1))? > input.remaining() {
+            return None;
+        }
+        let mut out = Vec::with_capacity(count);
+        for _ in 0..count {
+            out.push(T::get(&mut input)?);
+        }
+        (input.remaining() == 0).then_some(out)
+    }
+}
+
+/// Something kept in a [`Keyed`] table under a 128-bit id.
+pub(crate) trait HasKey {
+    fn key(&self) -> u128;
+}
+
+/// Values in insertion order with an [`IdIndex`] over their ids: lookup by id, or by
+/// position (the `u32` the ledger keeps instead of the 16-byte id).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(bound(serialize = "T: Flat", deserialize = "T: Flat"))]
+pub(crate) struct Keyed<T> {
+    #[serde(with = "flat")]
+    items: Vec<T>,
+    index: IdIndex,
+}
+
+impl<T> Default for Keyed<T> {
+    fn default() -> Self {
+        Keyed {
+            items: Vec::new(),
+            index: IdIndex::default(),
+        }
+    }
+}
+
+impl<T: HasKey> Keyed<T> {
+    pub(crate) fn position(&self, key: u128) -> Option<usize> {
+        let items = &self.items;
+        self.index.find(key, |i| items.get(i).map(HasKey::key))
+    }
+
+    /// See [`IdIndex::touch`].
+    pub(crate) fn touch(&self, key: u128) {
+        self.index.touch(key);
+    }
+
+    pub(crate) fn get(&self, key: u128) -> Option<&T> {
+        self.position(key).and_then(|i| self.items.get(i))
+    }
+
+    pub(crate) fn get_mut(&mut self, key: u128) -> Option<&mut T> {
+        let i = self.position(key)?;
+        self.items.get_mut(i)
+    }
+
+    pub(crate) fn at(&self, position: usize) -> Option<&T> {
+        self.items.get(position)
+    }
+
+    pub(crate) fn at_mut(&mut self, position: usize) -> Option<&mut T> {
+        self.items.get_mut(position)
+    }
+
+    pub(crate) fn items(&self) -> &[T] {
+        &self.items
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Adds a value, or replaces the one with the same id in place. Returns its position.
+    pub(crate) fn upsert(&mut self, value: T) -> usize {
+        let key = value.key();
+        if let Some(i) = self.position(key) {
+            self.items[i] = value;
+            return i;
+        }
+        self.push(value)
+    }
+
+    /// Appends a value and points its id at it (a later value with the same id wins).
+    pub(crate) fn push(&mut self, value: T) -> usize {
+        let key = value.key();
+        let position = self.items.len();
+        self.items.push(value);
+        let items = &self.items;
+        self.index.insert(key, position, items.len(), |i| {
+            items.get(i).map(HasKey::key)
+        });
+        position
+    }
+
+    /// Whether the index covers the values (a check on a restored snapshot).
+    pub(crate) fn consistent(&self) -> bool {
+        self.index.len() <= self.items.len()
+    }
+}
+
+/// Values appended in order (a value's position is its sequence number) with an
+/// [`IdIndex`] that is brought up to date only when a lookup needs it: replaying a journal
+/// appends without touching the index, and the first lookup afterwards builds it in one
+/// sequential pass ([`IdIndex::build`]). The index is not part of the snapshot.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(bound(serialize = "T: Flat", deserialize = "T: Flat"))]
+pub(crate) struct Log<T> {
+    #[serde(with = "flat")]
+    items: Vec<T>,
+    #[serde(skip)]
+    index: IdIndex,
+    /// How many of `items` the index covers.
+    #[serde(skip)]
+    indexed: usize,
+}
+
+impl<T> Default for Log<T> {
+    fn default() -> Self {
+        Log {
+            items: Vec::new(),
+            index: IdIndex::default(),
+            indexed: 0,
+        }
+    }
+}
+
+impl<T: HasKey> Log<T> {
+    pub(crate) fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub(crate) fn items(&self) -> &[T] {
+        &self.items
+    }
+
+    /// Appends a value without indexing it yet.
+    pub(crate) fn push(&mut self, value: T) {
+        self.items.push(value);
+    }
+
+    /// Appends a value and indexes it at once if the index is up to date (the slot is
+    /// usually in cache from the lookup that preceded it).
+    pub(crate) fn push_indexed(&mut self, value: T) {
+        let key = value.key();
+        self.items.push(value);
+        if self.indexed + 1 == self.items.len() {
+            let items = &self.items;
+            let position = items.len() - 1;
+            self.index.insert(key, position, items.len(), |i| {
+                items.get(i).map(HasKey::key)
+            });
+            self.indexed = self.items.len();
+        }
+    }
+
+    /// Brings the index up to date: a short backlog one insert at a time, a long one by a
+    /// rebuild.
+    pub(crate) fn index_all(&mut self) {
+        let len = self.items.len();
+        if self.indexed == len {
+            return;
+        }
+        let items = &self.items;
+        let key_at = |i: usize| items.get(i).map(HasKey::key);
+        if (len - self.indexed) * 16 < len {
+            for position in self.indexed..len {
+                if let Some(key) = key_at(position) {
+                    self.index.insert(key, position, position + 1, key_at);
+                }
+            }
+        } else {
+            self.index = IdIndex::build(len, key_at);
+        }
+        self.indexed = len;
+    }
+
+    /// The position of `key`. Call [`Log::index_all`] first; values appended since are
+    /// not found.
+    pub(crate) fn position(&self, key: u128) -> Option<usize> {
+        let items = &self.items;
+        self.index.find(key, |i| items.get(i).map(HasKey::key))
+    }
+
+    pub(crate) fn at_mut(&mut self, position: usize) -> Option<&mut T> {
+        self.items.get_mut(position)
+    }
+
+    /// See [`IdIndex::touch`].
+    pub(crate) fn touch(&self, key: u128) {
+        self.index.touch(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    #[derive(Clone, Debug, PartialEq)]
+    struct Item(u128, u32);
+    impl HasKey for Item {
+        fn key(&self) -> u128 {
+            self.0
+        }
+    }
+    impl Flat for Item {
+        const MIN_BYTES: usize = 20;
+        fn put(&self, out: &mut Vec<u8>) {
+            out.extend_from_slice(&self.0.to_le_bytes());
+            out.extend_from_slice(&self.1.to_le_bytes());
+        }
+        fn get(input: &mut Reader<'_>) -> Option<Self> {
+            Some(Item(u128::from_le_bytes(input.take()?), input.u32()?))
+        }
+    }
+
+    proptest! {
+        /// Pushes and upserts against a std HashMap of id to the last value.
+        #[test]
+        fn keyed_matches_a_hash_map(ops in prop::collection::vec((0u128..300, any::<u32>(), any::<bool>()), 0..2000)) {
+            let mut table: Keyed<Item> = Keyed::default();
+            let mut model: HashMap<u128, u32> = HashMap::new();
+            for (key, value, upsert) in &ops {
+                // Spread keys over the high bits too.
+                let key = key.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835);
+                if *upsert { table.upsert(Item(key, *value)); } else { table.push(Item(key, *value)); }
+                model.insert(key, *value);
+            }
+            for (key, value) in &model {
+                prop_assert_eq!(table.get(*key).map(|i| i.1), Some(*value));
+            }
+            prop_assert_eq!(table.get(12345).map(|i| i.1), model.get(&12345).copied());
+            let bytes = postcard::to_allocvec(&table).unwrap();
+            let back: Keyed<Item> = postcard::from_bytes(&bytes).unwrap();
+            prop_assert_eq!(&back.items, &table.items);
+            prop_assert_eq!(&back.index, &table.index);
+            let rebuilt = IdIndex::rebuild(table.items.len(), |i| table.items.get(i).map(|x| x.0));
+            for (key, value) in &model {
+                let found = rebuilt.find(*key, |i| table.items.get(i).map(|x| x.0));
+                prop_assert_eq!(found.map(|i| table.items[i].1), Some(*value));
+            }
+        }
+
+        /// The bulk build finds what one-by-one inserts find, and a log indexed lazily
+        /// answers like a map.
+        #[test]
+        fn bulk_build_and_log_match_a_hash_map(keys in prop::collection::vec(0u128..500, 0..3000), split in 0usize..3000) {
+            let keys: Vec<u128> = keys.iter().map(|k| k.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)).collect();
+            let built = IdIndex::build(keys.len(), |i| keys.get(i).copied());
+            let mut model: HashMap<u128, usize> = HashMap::new();
+            for (i, k) in keys.iter().enumerate() {
+                model.insert(*k, i);
+            }
+            prop_assert_eq!(built.len(), model.len());
+            for (k, i) in &model {
+                prop_assert_eq!(built.find(*k, |p| keys.get(p).copied()), Some(*i));
+            }
+            let mut log: Log<Item> = Log::default();
+            for (i, k) in keys.iter().enumerate() {
+                if i < split.min(keys.len()) { log.push(Item(*k, i as u32)); } else { log.index_all(); log.push_indexed(Item(*k, i as u32)); }
+            }
+            log.index_all();
+            for (k, i) in &model {
+                prop_assert_eq!(log.position(*k), Some(*i));
+            }
+            prop_assert_eq!(log.position(7), model.get(&7).copied());
+        }
+
+        /// Any bytes either decode or are refused; lookups in what decodes never panic.
+        #[test]
+        fn hostile_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..400), key in any::<u128>()) {
+            if let Ok(table) = postcard::from_bytes::<Keyed<Item>>(&bytes) {
+                let _ = table.get(key);
+                let mut table = table;
+                table.push(Item(key, 1));
+                prop_assert_eq!(table.get(key).map(|i| i.1), Some(1));
+            }
+        }
+    }
+
+    #[test]
+    fn corrupt_index_is_an_error() {
+        let mut table: Keyed<Item> = Keyed::default();
+        for k in 1..100u128 {
+            table.push(Item(k, 0));
+        }
+        let bytes = postcard::to_allocvec(&table).unwrap();
+        for cut in [1, 7, 100, bytes.len() - 1] {
+            assert!(postcard::from_bytes::<Keyed<Item>>(&bytes[..cut]).is_err());
+        }
+        // A slot count that is not a power of two.
+        let bad = (vec![Item(1, 1)], vec![1u8; 24]);
+        let mut out = Vec::new();
+        out.extend_from_slice(&1u64.to_le_bytes());
+        bad.0[0].put(&mut out);
+        let encoded =
+            postcard::to_allocvec(&(serde_bytes_like(&out), serde_bytes_like(&bad.1))).unwrap();
+        assert!(postcard::from_bytes::<Keyed<Item>>(&encoded).is_err());
+    }
+
+    struct ByteStr<'a>(&'a [u8]);
+    impl Serialize for ByteStr<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(self.0)
+        }
+    }
+    fn serde_bytes_like(b: &[u8]) -> ByteStr<'_> {
+        ByteStr(b)
+    }
+}
