@@ -662,30 +662,21 @@ async fn sqlite_schema_1_is_migrated_at_start() {
     drop(engine);
 
     let conn = rusqlite::Connection::open(dir.path().join("points.db")).unwrap();
-    let version: i64 = conn
-        .query_row(
-            "SELECT value FROM meta WHERE key = 'schema_version'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(version, 2);
-    let idk_columns: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM pragma_table_info('entries') WHERE name IN ('idk', 'req')",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(idk_columns, 0);
-    let indexes: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'entries'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(indexes, 0);
+    let number = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(
+        number("SELECT value FROM meta WHERE key = 'schema_version'"),
+        2
+    );
+    assert_eq!(
+        number("SELECT count(*) FROM pragma_table_info('entries') WHERE name IN ('idk', 'req')"),
+        0,
+        "the version 1 columns are gone"
+    );
+    assert_eq!(
+        number("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'entries'"),
+        0,
+        "the version 1 indexes are gone"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
