@@ -522,6 +522,17 @@ fn has_duplicates<T: Ord + Copy>(items: &[T]) -> bool {
     }
 }
 
+/// The index of `id` in `ids`, appending it (and indexing it) if it is new.
+fn intern<K: Copy + Eq + std::hash::Hash>(ids: &mut Vec<K>, index: &mut Map<K, u32>, id: K) -> u32 {
+    if let Some(&ix) = index.get(&id) {
+        return ix;
+    }
+    let ix = u32::try_from(ids.len()).unwrap_or(u32::MAX);
+    ids.push(id);
+    index.insert(id, ix);
+    ix
+}
+
 fn check_batch_len(len: usize) -> Result<(), Rejection> {
     if len == 0 {
         Err(Rejection::BatchEmpty)
@@ -883,24 +894,12 @@ impl Ledger {
 
     /// The index of an org unit id, interning it if it is new.
     fn intern_unit(&mut self, id: OrgUnitId) -> u32 {
-        if let Some(&ix) = self.unit_index.get(&id) {
-            return ix;
-        }
-        let ix = u32::try_from(self.unit_ids.len()).unwrap_or(u32::MAX);
-        self.unit_ids.push(id);
-        self.unit_index.insert(id, ix);
-        ix
+        intern(&mut self.unit_ids, &mut self.unit_index, id)
     }
 
     /// The index of an activity id, interning it if it is new.
     fn intern_activity(&mut self, id: ActivityId) -> u32 {
-        if let Some(&ix) = self.activity_index.get(&id) {
-            return ix;
-        }
-        let ix = u32::try_from(self.activity_ids.len()).unwrap_or(u32::MAX);
-        self.activity_ids.push(id);
-        self.activity_index.insert(id, ix);
-        ix
+        intern(&mut self.activity_ids, &mut self.activity_index, id)
     }
 
     /// The activity a record was served under.

@@ -567,6 +567,24 @@ async fn postgres_conformance() {
     conformance(Backend::Config(config)).await;
 }
 
+/// An engine on a fresh SQLite directory, checkpointing every `snapshot_every` entries,
+/// with a fixture of `members` members set up in it. Keep the directory alive while used.
+async fn sqlite_fixture(
+    members: usize,
+    snapshot_every: u64,
+) -> (tempfile::TempDir, StoreConfig, Engine, Fixture) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig::Sqlite {
+        dir: dir.path().to_path_buf(),
+    };
+    let engine = Engine::open(config.clone(), options(snapshot_every))
+        .await
+        .unwrap();
+    let f = Fixture::new(members);
+    f.set_up(&engine).await;
+    (dir, config, engine, f)
+}
+
 /// Flips the last byte (inside the stored hash) of entry `sequence`'s blob.
 fn corrupt_sqlite_entry(dir: &std::path::Path, sequence: i64) {
     let conn = rusqlite::Connection::open(dir.join("points.db")).unwrap();
@@ -588,13 +606,7 @@ fn corrupt_sqlite_entry(dir: &std::path::Path, sequence: i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_corrupt_entry_stops_start_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = StoreConfig::Sqlite {
-        dir: dir.path().to_path_buf(),
-    };
-    let engine = Engine::open(config.clone(), options(1_000)).await.unwrap();
-    let f = Fixture::new(3);
-    f.set_up(&engine).await;
+    let (dir, config, engine, f) = sqlite_fixture(3, 1_000).await;
     let at = Timestamp::from_millis(T0 + 2000);
     let redemptions = f.members.iter().map(|&m| f.redeem(m, "5")).collect();
     engine.submit_many_at(f.program, redemptions, at).await;
@@ -615,13 +627,7 @@ async fn sqlite_corrupt_entry_stops_start_up() {
 /// migrated at start: the columns and indexes go, and every entry is still found by its id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_schema_1_is_migrated_at_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = StoreConfig::Sqlite {
-        dir: dir.path().to_path_buf(),
-    };
-    let engine = Engine::open(config.clone(), options(1_000)).await.unwrap();
-    let f = Fixture::new(3);
-    f.set_up(&engine).await;
+    let (dir, config, engine, f) = sqlite_fixture(3, 1_000).await;
     let entries = engine.entries(f.program, 0, 100).await.unwrap();
     engine.shutdown().await;
     drop(engine);
@@ -681,13 +687,7 @@ async fn sqlite_schema_1_is_migrated_at_start() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_corrupt_entry_before_checkpoint_is_found_by_verify_chain() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = StoreConfig::Sqlite {
-        dir: dir.path().to_path_buf(),
-    };
-    let engine = Engine::open(config.clone(), options(4)).await.unwrap();
-    let f = Fixture::new(3);
-    f.set_up(&engine).await;
+    let (dir, config, engine, f) = sqlite_fixture(3, 4).await;
     let at = Timestamp::from_millis(T0 + 2000);
     for &m in &f.members {
         engine
@@ -708,13 +708,7 @@ async fn sqlite_corrupt_entry_before_checkpoint_is_found_by_verify_chain() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_failed_commit_acknowledges_nothing_and_recovers() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = StoreConfig::Sqlite {
-        dir: dir.path().to_path_buf(),
-    };
-    let engine = Engine::open(config.clone(), options(1_000)).await.unwrap();
-    let f = Fixture::new(4);
-    f.set_up(&engine).await;
+    let (_dir, config, engine, f) = sqlite_fixture(4, 1_000).await;
     let at = Timestamp::from_millis(T0 + 2000);
     let head = engine.read(f.program, |l| l.head_hash()).unwrap();
     let mut events = engine.subscribe(f.program).unwrap();
