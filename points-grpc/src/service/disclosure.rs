@@ -25,8 +25,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use tonic::{Code, Response, Status};
 
-/// Entries read from the store per page while catching up.
+/// Entries read from the store per page while building a report.
 const CATCH_UP_PAGE: usize = 10_000;
+/// Entries read per page while the tree catches up. The catch-up runs on the request
+/// runtime's workers (after a restart it walks the whole journal), so it works in small
+/// pages and yields between them rather than holding a worker for a second.
+const TREE_PAGE: usize = 1_000;
 /// Public reports kept, by programme, scope and size.
 const REPORT_CACHE: usize = 32;
 
@@ -165,12 +169,13 @@ impl Transparency {
         loop {
             let page = self
                 .engine
-                .entries(program, tree.log.len(), CATCH_UP_PAGE)
+                .entries(program, tree.log.len(), TREE_PAGE)
                 .await
                 .map_err(|e| engine_status(&e))?;
             if page.is_empty() {
                 break;
             }
+            tokio::task::yield_now().await;
             for entry in page {
                 if entry.sequence() != tree.log.len() {
                     return Err(status(
