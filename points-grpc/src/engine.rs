@@ -1116,6 +1116,14 @@ impl Writer {
         }
     }
 
+    /// Ends the batch transaction [`Store::lock`] opened, when nothing is to be appended.
+    fn unlock(&self) {
+        if let Err(e) = self.runtime.block_on(self.store.unlock(self.state.id)) {
+            // The store rolls the transaction back when its connection goes.
+            tracing::warn!(program = %self.state.id, error = %e, "cannot release the shared journal's lock");
+        }
+    }
+
     /// Takes the write lock and rolls the ledger back to what the store holds.
     fn roll_back_locked(&self) {
         let mut ledger = self
@@ -1160,13 +1168,28 @@ impl Writer {
             // must be able to read, decode and queue the next batch. Only this thread ever
             // mutates the ledger, so nothing can slip in between. Readers may see the batch
             // a few milliseconds before it is durable; callers are answered only after.
+            // On a shared store, take the programme's write lock first: other servers'
+            // batches then wait instead of losing the race at commit (and each loss would
+            // cost a reload of the ledger). The lock also says whether anyone else wrote.
+            let stored_next = if self.store.shared() {
+                match self.runtime.block_on(self.store.lock(self.state.id)) {
+                    Ok(next) => next,
+                    Err(e) => {
+                        tracing::error!(program = %self.state.id, error = %e, "cannot lock the shared journal");
+                        return (all_failed(n, &store_error(e)), durable);
+                    }
+                }
+            } else {
+                None
+            };
             let (start, answers, fresh) = {
                 let mut ledger = self
                     .state
                     .ledger
                     .write()
                     .unwrap_or_else(PoisonError::into_inner);
-                if self.store.shared() {
+                let behind = stored_next.is_none_or(|next| next != ledger.next_sequence());
+                if self.store.shared() && behind {
                     let caught_up = self.runtime.block_on(catch_up(
                         &mut ledger,
                         &*self.store,
@@ -1174,6 +1197,7 @@ impl Writer {
                         Some(&mut durable),
                     ));
                     if let Err(e) = caught_up {
+                        self.unlock();
                         // The ledger holds only stored entries: nothing to roll back.
                         tracing::error!(program = %self.state.id, error = %e, "cannot catch up with the shared journal");
                         return (all_failed(n, &EngineError::from(e)), durable);
@@ -1198,6 +1222,7 @@ impl Writer {
                 (start, answers, fresh)
             };
             if fresh.is_empty() {
+                self.unlock();
                 return (answers, durable);
             }
             let committed = self

@@ -971,6 +971,98 @@ async fn postgres_failed_commit_acknowledges_nothing() {
     drop_schema(&config).await;
 }
 
+/// A server's batch takes the programme's lock before deciding: while another holder has
+/// it, the batch waits (rather than deciding in parallel and losing the race at commit),
+/// and once the lock is free it commits at the next sequence with no conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_batch_waits_for_the_programme_lock() {
+    let Some(config) = postgres().await else {
+        return;
+    };
+    let StoreConfig::Postgres { url } = &config else {
+        unreachable!()
+    };
+    // Named, so that only this test's connections are counted below.
+    let name = format!("lock_test_{}", uid().simple());
+    let url = &format!("{url}&application_name={name}");
+    let engine = Engine::open(
+        StoreConfig::Postgres { url: url.clone() },
+        EngineOptions::default(),
+    )
+    .await
+    .unwrap();
+    let f = Fixture::new(1);
+    f.set_up(&engine).await;
+    let next = engine.read(f.program, |l| l.next_sequence()).unwrap();
+    let other = Arc::new(
+        points_grpc::store::postgres::PostgresStore::connect(url)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(other.lock(f.program).await.unwrap(), Some(next));
+
+    let at = Timestamp::from_millis(T0 + 2000);
+    let (writer, redeem) = (engine.clone(), f.redeem(f.members[0], "10"));
+    let program = f.program;
+    let submitted = tokio::spawn(async move { writer.submit_at(program, redeem, at).await });
+    // Wait until the engine's lock request is queued behind ours in the database.
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let waiting: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+                 AND query LIKE '%FOR UPDATE%' AND application_name = $1",
+                &[&name],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the engine never waited for the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !submitted.is_finished(),
+        "decided while another held the lock"
+    );
+
+    other.unlock(f.program).await.unwrap();
+    let entry = submitted.await.unwrap().unwrap();
+    assert_eq!(entry.sequence(), next);
+    assert_eq!(engine.stats().conflicts, 0);
+    // The engine's batch ended its lock with its commit.
+    assert_eq!(other.lock(f.program).await.unwrap(), Some(next + 1));
+    other.unlock(f.program).await.unwrap();
+    assert_eq!(f.available(&engine, f.members[0]), "90.00");
+    engine.shutdown().await;
+    drop(other);
+    drop_schema(&config).await;
+}
+
+/// Stores with a single writer take no lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_writer_stores_take_no_lock() {
+    let program = ProgramId::new(uid()).unwrap();
+    let memory = MemoryStore::new();
+    assert_eq!(memory.lock(program).await.unwrap(), None);
+    memory.unlock(program).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = points_grpc::store::sqlite::SqliteStore::open(dir.path())
+        .await
+        .unwrap();
+    assert_eq!(sqlite.lock(program).await.unwrap(), None);
+    sqlite.unlock(program).await.unwrap();
+}
+
 /// A failed commit followed by a failed reload makes the programme read-only; reads go
 /// on; once the store is back the writer reloads it and writes are accepted again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -94,6 +94,27 @@ pub trait Store: Send + Sync + 'static {
         genesis: &'a StoredEntry,
     ) -> BoxFuture<'a, StoreResult<Option<StoredEntry>>>;
 
+    /// Shared stores: opens the transaction of the programme's next batch and takes the
+    /// programme's write lock in it (a row lock on its head), waiting while another process
+    /// holds it. Returns the stored journal's next sequence, so the engine reads other
+    /// writers' entries only when there are some. The lock ends with the batch's
+    /// [`Store::append`] (which commits in this transaction) or with [`Store::unlock`].
+    ///
+    /// Without it two servers decide batches at the same time and all but one lose the race
+    /// at commit, each loss costing a reload of the ledger. Stores with a single writer
+    /// return `None` and take no lock. Blocks like `append`.
+    fn lock(&self, program: ProgramId) -> BoxFuture<'_, StoreResult<Option<u64>>> {
+        let _ = program;
+        Box::pin(std::future::ready(Ok(None)))
+    }
+
+    /// Ends a batch's transaction opened by [`Store::lock`] without writing (nothing new was
+    /// decided, or catching up failed). Does nothing when no lock is held.
+    fn unlock(&self, program: ProgramId) -> BoxFuture<'_, StoreResult<()>> {
+        let _ = program;
+        Box::pin(std::future::ready(Ok(())))
+    }
+
     /// Appends `entries` (consecutive, starting at `expected_next`) in one transaction.
     /// Fails with [`StoreError::Conflict`] when the stored journal does not end at
     /// `expected_next`; then nothing is written.

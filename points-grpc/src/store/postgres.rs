@@ -4,10 +4,14 @@
 //! and every per-programme table's primary key starts with `program_id`, so a programme's
 //! data can live on one shard. Ids are stored as 16-byte `BYTEA`.
 //!
-//! Writers coordinate through the programme's `heads` row: a batch's transaction advances
-//! it with `UPDATE heads SET next_seq = $new, head_hash = $h WHERE program_id = $p AND
-//! next_seq = $old`; zero rows means another server got there first
-//! ([`StoreError::Conflict`]): the engine catches up and decides the batch again. The unique
+//! Writers coordinate through the programme's `heads` row. A batch's transaction starts by
+//! locking it (`SELECT ... FOR UPDATE`, [`Store::lock`]), which also tells the engine
+//! whether another server wrote since; the engine catches up if so, decides, and the same
+//! transaction advances the row with `UPDATE heads SET next_seq = $new, head_hash = $h
+//! WHERE program_id = $p AND next_seq = $old` and inserts the entries. Servers therefore
+//! take turns instead of deciding in parallel and throwing all but one batch away. Zero
+//! rows updated still means another writer got there first ([`StoreError::Conflict`]; the
+//! engine catches up and decides again), for writers that do not lock. The unique
 //! `(program_id, request_id)` index keeps retries idempotent across servers.
 //!
 //! Migrations are ordered SQL strings recorded in `schema_migrations`, applied at start.
@@ -216,6 +220,18 @@ impl Pool {
 struct PgShared {
     pool: Pool,
     faults: Faults,
+    /// Per programme, the connection whose open transaction holds the programme's head
+    /// row lock between [`Store::lock`] and the batch's `append` or `unlock`.
+    locked: Mutex<HashMap<ProgramId, Conn>>,
+}
+
+impl PgShared {
+    fn take_locked(&self, program: ProgramId) -> Option<Conn> {
+        self.locked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&program)
+    }
 }
 
 /// Journals in a PostgreSQL database.
@@ -239,6 +255,65 @@ impl Drop for PostgresStore {
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("postgres: {e}"))
+}
+
+/// One batch of entries, ready to insert.
+struct Batch {
+    program: Vec<u8>,
+    head: Vec<u8>,
+    seqs: Vec<i64>,
+    requests: Vec<Vec<u8>>,
+    prints: Vec<Vec<u8>>,
+    bodies: Vec<Vec<u8>>,
+    /// The stored next sequence before and after the batch.
+    bounds: StoreResult<(i64, i64)>,
+}
+
+impl Batch {
+    /// Advances the head and inserts the entries, then commits. `locked`: the transaction
+    /// was opened by [`Store::lock`] (which already holds the head row).
+    async fn write(self, conn: &mut Conn, shared: Arc<PgShared>, locked: bool) -> StoreResult<()> {
+        let (old, new) = self.bounds?;
+        if !locked {
+            conn.client.batch_execute("BEGIN").await.map_err(classify)?;
+        }
+        let advance = conn
+            .statement(
+                "UPDATE heads SET next_seq = $1, head_hash = $2 WHERE program_id = $3 AND next_seq = $4",
+            )
+            .await
+            .map_err(classify)?;
+        let insert = conn
+            .statement(
+                "INSERT INTO entries (program_id, seq, request_id, fingerprint, body) \
+                 SELECT $1, s, r, f, b FROM UNNEST($2::BIGINT[], $3::BYTEA[], $4::BYTEA[], $5::BYTEA[]) AS t(s, r, f, b)",
+            )
+            .await
+            .map_err(classify)?;
+        // Both statements go out in one round trip (tokio-postgres pipelines concurrent
+        // queries on a connection). If the head did not advance, the insert is rolled back
+        // with the rest of the transaction.
+        let advance_params: [&(dyn ToSql + Sync); 4] = [&new, &self.head, &self.program, &old];
+        let insert_params: [&(dyn ToSql + Sync); 5] = [
+            &self.program,
+            &self.seqs,
+            &self.requests,
+            &self.prints,
+            &self.bodies,
+        ];
+        let (advanced, inserted) = tokio::join!(
+            conn.client.execute(&advance, &advance_params),
+            conn.client.execute(&insert, &insert_params),
+        );
+        if advanced.map_err(classify)? != 1 {
+            return Err(StoreError::Conflict);
+        }
+        inserted.map_err(classify)?;
+        if shared.faults.take() {
+            return Err(unavailable("injected commit failure"));
+        }
+        conn.client.batch_execute("COMMIT").await.map_err(classify)
+    }
 }
 
 /// Serialisation failures and unique violations mean another writer won: retry.
@@ -289,6 +364,7 @@ impl PostgresStore {
                     permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
                 },
                 faults: Faults::default(),
+                locked: Mutex::new(HashMap::new()),
             }),
             handle: runtime.handle().clone(),
             runtime: Some(runtime),
@@ -304,6 +380,29 @@ impl PostgresStore {
             })
             .await??;
         Ok(store)
+    }
+
+    /// Runs `f` on `conn` (taken out of the pool by [`Store::lock`]) on the store's runtime,
+    /// then returns it to the pool.
+    fn on_locked<T: Send + 'static>(
+        &self,
+        mut conn: Conn,
+        f: impl for<'c> FnOnce(&'c mut Conn) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
+    ) -> BoxFuture<'static, StoreResult<T>> {
+        let shared = self.shared.clone();
+        let task = self.handle.spawn(async move {
+            let work = async {
+                let result = f(&mut conn).await;
+                shared.pool.finish(conn, result).await
+            };
+            tokio::time::timeout(OP_TIMEOUT, work)
+                .await
+                .map_err(|_| unavailable(format!("no answer within {OP_TIMEOUT:?}")))?
+        });
+        Box::pin(async move {
+            task.await
+                .map_err(|e| unavailable(format!("task failed: {e}")))?
+        })
     }
 
     /// Runs `f` with a pooled connection on the store's runtime.
@@ -477,6 +576,7 @@ impl Store for PostgresStore {
         let Some(last) = entries.last() else {
             return Box::pin(std::future::ready(Ok(())));
         };
+        let program_key = program;
         let program = id_bytes(program);
         let head = last.entry.hash().0.to_vec();
         let mut seqs = Vec::with_capacity(entries.len());
@@ -492,33 +592,93 @@ impl Store for PostgresStore {
         let bounds = seq_param(expected_next)
             .and_then(|old| Ok((old, seq_param(expected_next + entries.len() as u64)?)));
         let shared = self.shared.clone();
-        self.with(move |conn| {
-            Box::pin(async move {
-                let (old, new) = bounds?;
-                conn.client.batch_execute("BEGIN").await.map_err(classify)?;
-                let advanced = conn
-                    .execute(
-                        "UPDATE heads SET next_seq = $1, head_hash = $2 WHERE program_id = $3 AND next_seq = $4",
-                        &[&new, &head, &program, &old],
-                    )
+        let program_id = program_key;
+        let batch = Batch {
+            program,
+            head,
+            seqs,
+            requests,
+            prints,
+            bodies,
+            bounds,
+        };
+        match self.shared.take_locked(program_id) {
+            Some(conn) => {
+                self.on_locked(conn, move |conn| Box::pin(batch.write(conn, shared, true)))
+            }
+            None => self.with(move |conn| Box::pin(batch.write(conn, shared, false))),
+        }
+    }
+
+    fn lock(&self, program: ProgramId) -> BoxFuture<'_, StoreResult<Option<u64>>> {
+        let shared = self.shared.clone();
+        let key = id_bytes(program);
+        let task = self.handle.spawn(async move {
+            if let Some(stale) = shared.take_locked(program) {
+                // A lock the previous batch did not end: end it before taking a new one.
+                shared
+                    .pool
+                    .finish(stale, Err::<(), _>(unavailable("stale lock")))
                     .await
-                    .map_err(classify)?;
-                if advanced != 1 {
-                    return Err(StoreError::Conflict);
+                    .ok();
+            }
+            let work = async {
+                let mut conn = shared.pool.get().await?;
+                let locked = async {
+                    let select = conn
+                        .statement("SELECT next_seq FROM heads WHERE program_id = $1 FOR UPDATE")
+                        .await
+                        .map_err(classify)?;
+                    // One round trip for both.
+                    let params: [&(dyn ToSql + Sync); 1] = [&key];
+                    let (begun, rows) = tokio::join!(
+                        conn.client.batch_execute("BEGIN"),
+                        conn.client.query(&select, &params),
+                    );
+                    begun.map_err(classify)?;
+                    let rows = rows.map_err(classify)?;
+                    let next: i64 = rows
+                        .first()
+                        .ok_or_else(|| unavailable("unknown programme"))?
+                        .try_get(0)
+                        .map_err(unavailable)?;
+                    Ok(next.unsigned_abs())
                 }
-                conn.execute(
-                    "INSERT INTO entries (program_id, seq, request_id, fingerprint, body) \
-                     SELECT $1, s, r, f, b FROM UNNEST($2::BIGINT[], $3::BYTEA[], $4::BYTEA[], $5::BYTEA[]) AS t(s, r, f, b)",
-                    &[&program, &seqs, &requests, &prints, &bodies],
-                )
+                .await;
+                match locked {
+                    Ok(next) => {
+                        shared
+                            .locked
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .insert(program, conn);
+                        Ok(Some(next))
+                    }
+                    Err(e) => shared.pool.finish(conn, Err(e)).await,
+                }
+            };
+            tokio::time::timeout(OP_TIMEOUT, work)
                 .await
-                .map_err(classify)?;
-                if shared.faults.take() {
-                    return Err(unavailable("injected commit failure"));
-                }
-                conn.client.batch_execute("COMMIT").await.map_err(classify)
-            })
+                .map_err(|_| unavailable(format!("no lock within {OP_TIMEOUT:?}")))?
+        });
+        Box::pin(async move {
+            task.await
+                .map_err(|e| unavailable(format!("task failed: {e}")))?
         })
+    }
+
+    fn unlock(&self, program: ProgramId) -> BoxFuture<'_, StoreResult<()>> {
+        match self.shared.take_locked(program) {
+            Some(conn) => self.on_locked(conn, |conn| {
+                Box::pin(async move {
+                    conn.client
+                        .batch_execute("ROLLBACK")
+                        .await
+                        .map_err(classify)
+                })
+            }),
+            None => Box::pin(std::future::ready(Ok(()))),
+        }
     }
 
     fn read_entries(
