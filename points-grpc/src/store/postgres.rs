@@ -382,38 +382,28 @@ impl PostgresStore {
         Ok(store)
     }
 
-    /// Runs `f` on `conn` (taken out of the pool by [`Store::lock`]) on the store's runtime,
-    /// then returns it to the pool.
-    fn on_locked<T: Send + 'static>(
-        &self,
-        mut conn: Conn,
-        f: impl for<'c> FnOnce(&'c mut Conn) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
-    ) -> BoxFuture<'static, StoreResult<T>> {
-        let shared = self.shared.clone();
-        let task = self.handle.spawn(async move {
-            let work = async {
-                let result = f(&mut conn).await;
-                shared.pool.finish(conn, result).await
-            };
-            tokio::time::timeout(OP_TIMEOUT, work)
-                .await
-                .map_err(|_| unavailable(format!("no answer within {OP_TIMEOUT:?}")))?
-        });
-        Box::pin(async move {
-            task.await
-                .map_err(|e| unavailable(format!("task failed: {e}")))?
-        })
-    }
-
     /// Runs `f` with a pooled connection on the store's runtime.
     fn with<T: Send + 'static>(
         &self,
         f: impl for<'c> FnOnce(&'c mut Conn) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
     ) -> BoxFuture<'static, StoreResult<T>> {
+        self.on(None, f)
+    }
+
+    /// Runs `f` on the store's runtime with `conn` (one [`Store::lock`] took out of the
+    /// pool), or with a pooled connection for `None`; then returns it to the pool.
+    fn on<T: Send + 'static>(
+        &self,
+        conn: Option<Conn>,
+        f: impl for<'c> FnOnce(&'c mut Conn) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
+    ) -> BoxFuture<'static, StoreResult<T>> {
         let shared = self.shared.clone();
         let task = self.handle.spawn(async move {
             let work = async {
-                let mut conn = shared.pool.get().await?;
+                let mut conn = match conn {
+                    Some(conn) => conn,
+                    None => shared.pool.get().await?,
+                };
                 let result = f(&mut conn).await;
                 shared.pool.finish(conn, result).await
             };
@@ -576,7 +566,7 @@ impl Store for PostgresStore {
         let Some(last) = entries.last() else {
             return Box::pin(std::future::ready(Ok(())));
         };
-        let program_key = program;
+        let program_id = program;
         let program = id_bytes(program);
         let head = last.entry.hash().0.to_vec();
         let mut seqs = Vec::with_capacity(entries.len());
@@ -592,7 +582,6 @@ impl Store for PostgresStore {
         let bounds = seq_param(expected_next)
             .and_then(|old| Ok((old, seq_param(expected_next + entries.len() as u64)?)));
         let shared = self.shared.clone();
-        let program_id = program_key;
         let batch = Batch {
             program,
             head,
@@ -602,12 +591,11 @@ impl Store for PostgresStore {
             bodies,
             bounds,
         };
-        match self.shared.take_locked(program_id) {
-            Some(conn) => {
-                self.on_locked(conn, move |conn| Box::pin(batch.write(conn, shared, true)))
-            }
-            None => self.with(move |conn| Box::pin(batch.write(conn, shared, false))),
-        }
+        let conn = self.shared.take_locked(program_id);
+        let locked = conn.is_some();
+        self.on(conn, move |conn| {
+            Box::pin(batch.write(conn, shared, locked))
+        })
     }
 
     fn lock(&self, program: ProgramId) -> BoxFuture<'_, StoreResult<Option<u64>>> {
@@ -669,7 +657,7 @@ impl Store for PostgresStore {
 
     fn unlock(&self, program: ProgramId) -> BoxFuture<'_, StoreResult<()>> {
         match self.shared.take_locked(program) {
-            Some(conn) => self.on_locked(conn, |conn| {
+            Some(conn) => self.on(Some(conn), |conn| {
                 Box::pin(async move {
                     conn.client
                         .batch_execute("ROLLBACK")
