@@ -254,6 +254,7 @@ impl Args {
                     .snapshot_every
                     .or(file.snapshot_every)
                     .unwrap_or(defaults.snapshot_every),
+                ..defaults
             },
             expiry_sweep_secs: self
                 .expiry_sweep_secs

@@ -85,9 +85,15 @@ pub struct EngineOptions {
     /// The most requests decided and committed in one transaction.
     pub max_batch: usize,
     /// Entries between checkpoints (ledger snapshots written to the store). A checkpoint
-    /// pauses the programme's writes while the whole ledger is serialised (seconds at a
-    /// million members), so it is taken rarely; start-up replays at most this many entries.
+    /// pauses the programme's writes while the whole ledger is serialised (a fraction of a
+    /// second at a million members), so it is taken rarely; start-up replays at most this
+    /// many entries (more if a checkpoint is still being written when the next falls due).
     pub snapshot_every: u64,
+    /// Write checkpoints to the store on a thread of their own, so the writer goes on
+    /// committing batches while hundreds of megabytes go to disk. Off, the writer stores
+    /// each checkpoint before its next batch (fault-injection tests use this to know when
+    /// a checkpoint's write happens).
+    pub background_checkpoints: bool,
 }
 
 impl Default for EngineOptions {
@@ -95,6 +101,7 @@ impl Default for EngineOptions {
         Self {
             max_batch: 8192,
             snapshot_every: 1_000_000,
+            background_checkpoints: true,
         }
     }
 }
@@ -351,6 +358,7 @@ impl Engine {
         let options = EngineOptions {
             max_batch: options.max_batch.max(1),
             snapshot_every: options.snapshot_every.max(1),
+            background_checkpoints: options.background_checkpoints,
         };
         let candidate = ProgramKeys::random_secret()
             .map_err(|e| anyhow::anyhow!("cannot make a signing secret: {e}"))?;
@@ -948,6 +956,25 @@ fn read_only_error() -> EngineError {
     EngineError::Unavailable("programme is read-only after a storage failure".into())
 }
 
+/// Stores a checkpoint, logging the outcome. Returns whether it was stored.
+fn store_checkpoint(
+    runtime: &tokio::runtime::Handle,
+    store: &dyn Store,
+    program: ProgramId,
+    checkpoint: &Checkpoint,
+) -> bool {
+    match runtime.block_on(store.put_checkpoint(program, checkpoint)) {
+        Ok(()) => {
+            tracing::debug!(%program, at = checkpoint.next_sequence, bytes = checkpoint.snapshot.len(), "checkpoint written");
+            true
+        }
+        Err(e) => {
+            tracing::warn!(%program, error = %e, "checkpoint not written");
+            false
+        }
+    }
+}
+
 /// A programme's writer: runs on its own thread.
 struct Writer {
     state: Arc<ProgramState>,
@@ -959,6 +986,8 @@ struct Writer {
 
 impl Writer {
     fn run(self, mut rx: mpsc::Receiver<Msg>) {
+        // The checkpoint being stored in the background, if any.
+        let mut storing: Option<std::thread::JoinHandle<()>> = None;
         let mut last_checkpoint = match self
             .runtime
             .block_on(self.store.latest_checkpoint(self.state.id))
@@ -1017,11 +1046,21 @@ impl Writer {
                 .read()
                 .unwrap_or_else(PoisonError::into_inner)
                 .next_sequence();
-            if next >= last_checkpoint.saturating_add(self.options.snapshot_every) {
+            let busy = storing.as_ref().is_some_and(|t| !t.is_finished());
+            if next >= last_checkpoint.saturating_add(self.options.snapshot_every) && !busy {
                 // On failure, try again after the next interval rather than every batch.
-                self.checkpoint();
+                let checkpoint = self.snapshot();
+                if self.options.background_checkpoints {
+                    storing = self.store_in_background(checkpoint);
+                } else {
+                    self.store_checkpoint(&checkpoint);
+                }
                 last_checkpoint = next;
             }
+        }
+        // Let the last checkpoint finish before the store goes away.
+        if let Some(thread) = storing {
+            let _ = thread.join();
         }
     }
 
@@ -1087,31 +1126,43 @@ impl Writer {
         }
     }
 
-    /// Writes a checkpoint of the current (durable) state. Returns whether it was stored.
-    fn checkpoint(&self) -> bool {
-        let checkpoint = {
-            let ledger = self
-                .state
-                .ledger
-                .read()
-                .unwrap_or_else(PoisonError::into_inner);
-            Checkpoint {
-                next_sequence: ledger.next_sequence(),
-                head_hash: ledger.head_hash(),
-                snapshot: ledger.snapshot(),
-            }
-        };
-        match self
-            .runtime
-            .block_on(self.store.put_checkpoint(self.state.id, &checkpoint))
-        {
-            Ok(()) => {
-                tracing::debug!(program = %self.state.id, at = checkpoint.next_sequence, bytes = checkpoint.snapshot.len(), "checkpoint written");
-                true
-            }
+    /// A checkpoint of the current state. Only this thread mutates the ledger, and
+    /// between batches everything in it is durable.
+    fn snapshot(&self) -> Checkpoint {
+        let ledger = self
+            .state
+            .ledger
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        Checkpoint {
+            next_sequence: ledger.next_sequence(),
+            head_hash: ledger.head_hash(),
+            snapshot: ledger.snapshot(),
+        }
+    }
+
+    /// Stores a checkpoint. Returns whether it was stored.
+    fn store_checkpoint(&self, checkpoint: &Checkpoint) -> bool {
+        store_checkpoint(&self.runtime, &*self.store, self.state.id, checkpoint)
+    }
+
+    /// Stores a checkpoint on a thread of its own; `None` if no thread could be started
+    /// (then it is stored here and now).
+    fn store_in_background(&self, checkpoint: Checkpoint) -> Option<std::thread::JoinHandle<()>> {
+        let (runtime, store, program) = (self.runtime.clone(), self.store.clone(), self.state.id);
+        let shared = Arc::new(checkpoint);
+        let theirs = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("points-checkpoint".to_owned())
+            .spawn(move || {
+                store_checkpoint(&runtime, &*store, program, &theirs);
+            });
+        match spawned {
+            Ok(thread) => Some(thread),
             Err(e) => {
-                tracing::warn!(program = %self.state.id, error = %e, "checkpoint not written");
-                false
+                tracing::warn!(program = %self.state.id, error = %e, "no checkpoint thread; storing the checkpoint on the writer");
+                self.store_checkpoint(&shared);
+                None
             }
         }
     }

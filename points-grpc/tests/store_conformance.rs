@@ -213,6 +213,7 @@ fn options(snapshot_every: u64) -> EngineOptions {
     EngineOptions {
         max_batch: 64,
         snapshot_every,
+        ..EngineOptions::default()
     }
 }
 
@@ -573,13 +574,19 @@ async fn sqlite_fixture(
     members: usize,
     snapshot_every: u64,
 ) -> (tempfile::TempDir, StoreConfig, Engine, Fixture) {
+    sqlite_fixture_with(members, options(snapshot_every)).await
+}
+
+/// [`sqlite_fixture`] with the engine's options given.
+async fn sqlite_fixture_with(
+    members: usize,
+    options: EngineOptions,
+) -> (tempfile::TempDir, StoreConfig, Engine, Fixture) {
     let dir = tempfile::tempdir().unwrap();
     let config = StoreConfig::Sqlite {
         dir: dir.path().to_path_buf(),
     };
-    let engine = Engine::open(config.clone(), options(snapshot_every))
-        .await
-        .unwrap();
+    let engine = Engine::open(config.clone(), options).await.unwrap();
     let f = Fixture::new(members);
     f.set_up(&engine).await;
     (dir, config, engine, f)
@@ -704,6 +711,105 @@ async fn sqlite_corrupt_entry_before_checkpoint_is_found_by_verify_chain() {
     let (seq, why) = chain.first_bad.unwrap();
     assert_eq!(seq, 2, "{why}");
     assert_eq!(chain.entries_checked, 2);
+}
+
+/// The checkpoint files of the SQLite store, newest last.
+fn checkpoint_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "ckpt"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Ledger checkpoints are files beside the database, the latest two kept; a file that does
+/// not check out is skipped (start-up resumes from the one before and replays further),
+/// and a checkpoint row from before files is still used until a file supersedes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_checkpoints_are_checked_files() {
+    // Checkpoints stored by the writer itself, so that every one that falls due is written.
+    let foreground = EngineOptions {
+        background_checkpoints: false,
+        ..options(4)
+    };
+    let (dir, config, engine, f) = sqlite_fixture_with(3, foreground).await;
+    let at = Timestamp::from_millis(T0 + 2000);
+    for round in 0..4 {
+        for &m in &f.members {
+            let amount = if round == 0 { "5" } else { "1" };
+            engine
+                .submit_at(f.program, f.redeem(m, amount), at)
+                .await
+                .unwrap();
+        }
+    }
+    let head = engine.read(f.program, |l| l.head_hash()).unwrap();
+    engine.shutdown().await;
+    drop(engine);
+
+    let files = checkpoint_files(dir.path());
+    assert_eq!(files.len(), 2, "{files:?}");
+    let store = points_grpc::store::sqlite::SqliteStore::open(dir.path())
+        .await
+        .unwrap();
+    let newest = store.latest_checkpoint(f.program).await.unwrap().unwrap();
+    let conn = rusqlite::Connection::open(dir.path().join("points.db")).unwrap();
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM checkpoints", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 0, "checkpoints are not rows any more");
+
+    // Flip a byte of the newest file's snapshot: the one before is used.
+    let mut bytes = std::fs::read(&files[1]).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&files[1], &bytes).unwrap();
+    let older = store.latest_checkpoint(f.program).await.unwrap().unwrap();
+    assert!(older.next_sequence < newest.next_sequence);
+    drop(store);
+    let engine = Engine::open(config.clone(), options(4)).await.unwrap();
+    assert_eq!(engine.read(f.program, |l| l.head_hash()).unwrap(), head);
+    for &m in &f.members {
+        assert_eq!(f.available(&engine, m), "92.00");
+    }
+    let audit = engine.audit(f.program).await.unwrap();
+    assert!(audit.is_clean(), "{:?}", audit.breaches);
+    engine.shutdown().await;
+    drop(engine);
+
+    // A row from before files, with no usable file, is still found; the next checkpoint
+    // written replaces it with a file.
+    for file in checkpoint_files(dir.path()) {
+        std::fs::remove_file(file).unwrap();
+    }
+    let handle: i64 = conn
+        .query_row("SELECT handle FROM programs", [], |r| r.get(0))
+        .unwrap();
+    conn.execute(
+        "INSERT INTO checkpoints (handle, next_seq, head, snapshot) VALUES (?1, ?2, ?3, ?4)",
+        rusqlite::params![
+            handle,
+            i64::try_from(older.next_sequence).unwrap(),
+            older.head_hash.0,
+            older.snapshot
+        ],
+    )
+    .unwrap();
+    let store = points_grpc::store::sqlite::SqliteStore::open(dir.path())
+        .await
+        .unwrap();
+    let legacy = store.latest_checkpoint(f.program).await.unwrap().unwrap();
+    assert_eq!(legacy.next_sequence, older.next_sequence);
+    store.put_checkpoint(f.program, &newest).await.unwrap();
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM checkpoints", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 0, "the row was superseded by a file");
+    let latest = store.latest_checkpoint(f.program).await.unwrap().unwrap();
+    assert_eq!(latest.next_sequence, newest.next_sequence);
+    assert_eq!(latest.snapshot, newest.snapshot);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -61,6 +61,8 @@ fn options() -> EngineOptions {
     EngineOptions {
         max_batch: 8192,
         snapshot_every: SNAPSHOT_EVERY,
+        // The fault points count checkpoint writes in the order the writer makes them.
+        background_checkpoints: false,
     }
 }
 
@@ -639,6 +641,7 @@ async fn a_stalled_store_fills_the_bounded_queue_and_the_rest_is_shed() {
         EngineOptions {
             max_batch: 1,
             snapshot_every: 1_000_000,
+            ..EngineOptions::default()
         },
     )
     .await

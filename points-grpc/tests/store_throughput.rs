@@ -84,6 +84,7 @@ async fn measure(config: StoreConfig, sqlite_dir: Option<&std::path::Path>) {
     let options = EngineOptions {
         max_batch: 8192,
         snapshot_every: u64::MAX,
+        ..EngineOptions::default()
     };
     let engine = Engine::open(config.clone(), options.clone()).await.unwrap();
 
@@ -206,6 +207,7 @@ async fn measure(config: StoreConfig, sqlite_dir: Option<&std::path::Path>) {
     let every = EngineOptions {
         max_batch: 8192,
         snapshot_every: 1,
+        ..EngineOptions::default()
     };
     let engine = Engine::open(config.clone(), every).await.unwrap();
     // One more entry triggers a checkpoint of the whole state.

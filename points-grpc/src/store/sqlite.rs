@@ -27,6 +27,14 @@
 //! The `programs` row is the journal's head: each batch's transaction advances it with
 //! `UPDATE ... WHERE next_seq = expected`, so a second writer on the same file cannot
 //! interleave entries.
+//!
+//! Ledger checkpoints (snapshots of a few hundred megabytes at a million members) are files
+//! beside the database, `checkpoints/<handle>-<next sequence>.ckpt`, not rows: a row went
+//! through the WAL and then was copied again into the database file by the next WAL
+//! checkpoint, both while the writer waited. A file is written once (to a temporary name,
+//! synced, renamed, and the directory synced), carries a BLAKE3 hash of its snapshot, and a
+//! file that does not check out is skipped, so start-up replays further instead. Rows in
+//! the `checkpoints` table, from before, are still read when no file is usable.
 
 use super::{
     decode_entry, secret_from, BoxFuture, Checkpoint, Faults, Store, StoreError, StoreResult,
@@ -51,6 +59,14 @@ const SEQ_MASK: i64 = (1 << SEQ_BITS) - 1;
 const WRITER_CACHE_KIB: u32 = 8_192;
 /// Idle read connections kept open.
 const READ_POOL: usize = 8;
+/// The directory of ledger checkpoint files, inside the data directory.
+const CHECKPOINT_DIR: &str = "checkpoints";
+/// First bytes of a checkpoint file.
+const CHECKPOINT_MAGIC: &[u8; 8] = b"PTSCKPT1";
+/// Magic, next sequence, head hash, snapshot hash.
+const CHECKPOINT_HEADER_BYTES: usize = 8 + 8 + 32 + 32;
+/// Checkpoint files kept per programme.
+const CHECKPOINTS_KEPT: usize = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -81,6 +97,7 @@ UPDATE meta SET value = 2 WHERE key = 'schema_version';
 
 struct Shared {
     path: PathBuf,
+    checkpoint_dir: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
     handles: RwLock<HashMap<ProgramId, i64>>,
@@ -169,6 +186,7 @@ impl SqliteStore {
         }
         Ok(Self {
             shared: Arc::new(Shared {
+                checkpoint_dir: dir.join(CHECKPOINT_DIR),
                 path,
                 writer: Mutex::new(conn),
                 readers: Mutex::new(Vec::new()),
@@ -228,6 +246,54 @@ impl Shared {
         result
     }
 
+    /// The programme's checkpoint files, oldest first, by the sequence in their names.
+    fn checkpoint_files(&self, handle: i64) -> StoreResult<Vec<(u64, PathBuf)>> {
+        let listing = match std::fs::read_dir(&self.checkpoint_dir) {
+            Ok(listing) => listing,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(unavailable(e)),
+        };
+        let prefix = format!("{handle}-");
+        let mut files = Vec::new();
+        for item in listing {
+            let item = item.map_err(unavailable)?;
+            let name = item.file_name();
+            let next = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(&prefix))
+                .and_then(|n| n.strip_suffix(".ckpt"))
+                .and_then(|n| n.parse::<u64>().ok());
+            if let Some(next) = next {
+                files.push((next, item.path()));
+            }
+        }
+        files.sort_unstable();
+        Ok(files)
+    }
+
+    /// Writes a checkpoint file durably: temporary name, sync, rename, sync the directory.
+    fn write_checkpoint_file(&self, handle: i64, checkpoint: &Checkpoint) -> StoreResult<()> {
+        use std::io::Write as _;
+        let dir = &self.checkpoint_dir;
+        std::fs::create_dir_all(dir).map_err(unavailable)?;
+        let name = format!("{handle}-{:020}.ckpt", checkpoint.next_sequence);
+        let temporary = dir.join(format!("{name}.tmp"));
+        let mut file = std::fs::File::create(&temporary).map_err(unavailable)?;
+        let mut header = Vec::with_capacity(CHECKPOINT_HEADER_BYTES);
+        header.extend_from_slice(CHECKPOINT_MAGIC);
+        header.extend_from_slice(&checkpoint.next_sequence.to_le_bytes());
+        header.extend_from_slice(&checkpoint.head_hash.0);
+        header.extend_from_slice(blake3::hash(&checkpoint.snapshot).as_bytes());
+        file.write_all(&header).map_err(unavailable)?;
+        file.write_all(&checkpoint.snapshot).map_err(unavailable)?;
+        file.sync_all().map_err(unavailable)?;
+        drop(file);
+        std::fs::rename(&temporary, dir.join(name)).map_err(unavailable)?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(unavailable)
+    }
+
     fn read_entries(&self, handle: i64, from: u64, limit: usize) -> StoreResult<Vec<StoredEntry>> {
         let Ok(from_key) = key(handle, from) else {
             return Ok(Vec::new());
@@ -253,6 +319,34 @@ impl Shared {
             Ok(out)
         })
     }
+}
+
+/// Reads and checks a checkpoint file named for `next` entries.
+fn read_checkpoint_file(path: &Path, next: u64) -> Result<Checkpoint, String> {
+    let mut bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let (header, snapshot) = bytes
+        .split_at_checked(CHECKPOINT_HEADER_BYTES)
+        .ok_or("shorter than its header")?;
+    let (magic, rest) = header.split_at(8);
+    let (sequence, rest) = rest.split_at(8);
+    let (head, hash) = rest.split_at(32);
+    if magic != CHECKPOINT_MAGIC {
+        return Err("not a checkpoint file".into());
+    }
+    let sequence = u64::from_le_bytes(sequence.try_into().map_err(|_| "bad header")?);
+    if sequence != next {
+        return Err(format!("holds {sequence} entries, named for {next}"));
+    }
+    if blake3::hash(snapshot).as_bytes().as_slice() != hash {
+        return Err("snapshot does not match its hash".into());
+    }
+    let head_hash = Hash(head.try_into().map_err(|_| "bad header")?);
+    bytes.drain(..CHECKPOINT_HEADER_BYTES);
+    Ok(Checkpoint {
+        next_sequence: sequence,
+        head_hash,
+        snapshot: bytes,
+    })
 }
 
 fn genesis_program(genesis: &StoredEntry) -> StoreResult<ProgramId> {
@@ -453,6 +547,14 @@ impl Store for SqliteStore {
             let Some(handle) = shared.handle(program) else {
                 return Ok(None);
             };
+            for (next, path) in shared.checkpoint_files(handle)?.into_iter().rev() {
+                match read_checkpoint_file(&path, next) {
+                    Ok(checkpoint) => return Ok(Some(checkpoint)),
+                    Err(e) => {
+                        tracing::warn!(file = %path.display(), error = %e, "checkpoint file skipped");
+                    }
+                }
+            }
             shared.read(|conn| {
                 let found = conn
                     .query_row(
@@ -487,24 +589,30 @@ impl Store for SqliteStore {
             let handle = shared
                 .handle(program)
                 .ok_or_else(|| unavailable("unknown programme"))?;
-            let next = i64::try_from(checkpoint.next_sequence).map_err(unavailable)?;
-            shared.write(|conn| {
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(unavailable)?;
-                tx.execute(
-                    "INSERT OR REPLACE INTO checkpoints (handle, next_seq, head, snapshot) VALUES (?1, ?2, ?3, ?4)",
-                    params![handle, next, checkpoint.head_hash.0, checkpoint.snapshot],
-                )
-                .map_err(unavailable)?;
-                tx.execute(
-                    "DELETE FROM checkpoints WHERE handle = ?1 AND next_seq NOT IN \
-                     (SELECT next_seq FROM checkpoints WHERE handle = ?1 ORDER BY next_seq DESC LIMIT 2)",
+            shared.write_checkpoint_file(handle, &checkpoint)?;
+            let files = shared.checkpoint_files(handle)?;
+            for (_, old) in &files[..files.len().saturating_sub(CHECKPOINTS_KEPT)] {
+                // A file left behind is only disk space: the newest valid one is used.
+                if let Err(e) = std::fs::remove_file(old) {
+                    tracing::warn!(file = %old.display(), error = %e, "old checkpoint not removed");
+                }
+            }
+            // Rows from before checkpoints were files are superseded now.
+            let legacy = shared.read(|conn| {
+                conn.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM checkpoints WHERE handle = ?1)",
                     [handle],
+                    |r| r.get::<_, bool>(0),
                 )
-                .map_err(unavailable)?;
-                tx.commit().map_err(unavailable)
-            })
+                .map_err(unavailable)
+            })?;
+            if legacy {
+                shared.write(|conn| {
+                    conn.execute("DELETE FROM checkpoints WHERE handle = ?1", [handle])
+                        .map_err(unavailable)
+                })?;
+            }
+            Ok(())
         })
     }
 
