@@ -32,6 +32,8 @@ fn options() -> EngineOptions {
     EngineOptions {
         max_batch: 64,
         snapshot_every: 4,
+        // Every checkpoint that falls due is on disk before the next batch.
+        background_checkpoints: false,
     }
 }
 
