@@ -51,11 +51,12 @@ impl Histogram {
 
 #[derive(Default)]
 struct State {
-    requests: BTreeMap<(String, String), u64>,
+    /// Calls by method, then by gRPC status code (as its number).
+    requests: BTreeMap<String, BTreeMap<i32, u64>>,
     latency: BTreeMap<String, Histogram>,
     rejections: BTreeMap<String, u64>,
     auth_failures: BTreeMap<String, u64>,
-    entries: BTreeMap<String, u64>,
+    entries: BTreeMap<points_core::EntryKind, u64>,
     batches: Histogram,
 }
 
@@ -81,16 +82,21 @@ impl Metrics {
     }
 
     /// Records a finished call.
-    pub fn request(&self, method: &str, code: &str, elapsed: Duration) {
+    pub fn request(&self, method: &str, code: tonic::Code, elapsed: Duration) {
         let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        // Every call comes here: look up by borrowed name, and allocate a key only the
+        // first time a method is seen.
         self.with(|s| {
-            *s.requests
-                .entry((method.to_owned(), code.to_owned()))
-                .or_default() += 1;
-            s.latency
-                .entry(method.to_owned())
-                .or_default()
-                .observe(&LATENCY_BUCKETS_US, us);
+            let codes = match s.requests.get_mut(method) {
+                Some(codes) => codes,
+                None => s.requests.entry(method.to_owned()).or_default(),
+            };
+            *codes.entry(code as i32).or_default() += 1;
+            let latency = match s.latency.get_mut(method) {
+                Some(h) => h,
+                None => s.latency.entry(method.to_owned()).or_default(),
+            };
+            latency.observe(&LATENCY_BUCKETS_US, us);
         });
     }
 
@@ -106,7 +112,7 @@ impl Metrics {
 
     /// Records an entry written by a unary write.
     pub fn entry_written(&self, kind: points_core::EntryKind) {
-        self.with(|s| *s.entries.entry(format!("{kind:?}")).or_default() += 1);
+        self.with(|s| *s.entries.entry(kind).or_default() += 1);
     }
 
     /// Records the size of a batch handed to the engine.
@@ -120,11 +126,14 @@ impl Metrics {
         let mut out = String::new();
         self.with(|s| {
             let _ = writeln!(out, "# HELP points_grpc_requests_total gRPC calls by method and status code.\n# TYPE points_grpc_requests_total counter");
-            for ((method, code), n) in &s.requests {
-                let _ = writeln!(
-                    out,
-                    "points_grpc_requests_total{{method=\"{method}\",code=\"{code}\"}} {n}"
-                );
+            for (method, codes) in &s.requests {
+                for (code, n) in codes {
+                    let code = tonic::Code::from_i32(*code);
+                    let _ = writeln!(
+                        out,
+                        "points_grpc_requests_total{{method=\"{method}\",code=\"{code:?}\"}} {n}"
+                    );
+                }
             }
             let _ = writeln!(out, "# HELP points_grpc_request_duration_seconds gRPC call latency.\n# TYPE points_grpc_request_duration_seconds histogram");
             for (method, h) in &s.latency {
@@ -145,7 +154,7 @@ impl Metrics {
             }
             let _ = writeln!(out, "# HELP points_entries_written_total Entries written by unary writes, by kind.\n# TYPE points_entries_written_total counter");
             for (kind, n) in &s.entries {
-                let _ = writeln!(out, "points_entries_written_total{{kind=\"{kind}\"}} {n}");
+                let _ = writeln!(out, "points_entries_written_total{{kind=\"{kind:?}\"}} {n}");
             }
             let _ = writeln!(out, "# HELP points_submit_batch_size Operations per Submit batch.\n# TYPE points_submit_batch_size histogram");
             let mut buckets = s.batches.buckets.clone();

@@ -186,11 +186,7 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let refuse = |status: Status| -> Self::Future {
-            crate::metrics::global().request(
-                request.uri().path(),
-                &format!("{:?}", status.code()),
-                Duration::ZERO,
-            );
+            crate::metrics::global().request(request.uri().path(), status.code(), Duration::ZERO);
             let response = status.into_http::<R>();
             Box::pin(async move { Ok(response) })
         };
