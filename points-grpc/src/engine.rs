@@ -6,17 +6,30 @@
 //! Callers hand requests to a programme's queue ([`Engine::submit`],
 //! [`Engine::submit_many`]). The programme's writer (a dedicated thread) drains up to
 //! [`EngineOptions::max_batch`] queued requests, takes the ledger's write lock, applies each
-//! request (a rejection writes nothing), releases the lock, stores every new entry of the
-//! batch in one transaction ([`Store::append`]), and only then answers the callers and
-//! broadcasts the entries to subscribers. No caller is acknowledged before its entry is
-//! durable. The lock is not held across the commit so that, during the fsync or the
-//! PostgreSQL round trip, request handlers keep reading, decoding and queueing the next
-//! batch; the price is that a read may see a batch a few milliseconds before it is durable
-//! (and, if that commit then fails, before it is rolled back). Only the writer thread ever
-//! mutates the ledger, so nothing can interleave with an uncommitted batch.
+//! request (a rejection writes nothing) and releases the lock. The batch's new entries are
+//! then stored in one transaction ([`Store::append`]), and only then are its callers
+//! answered and its entries broadcast to subscribers. No caller is acknowledged before its
+//! entry is durable, nor before every entry decided ahead of it is.
+//!
+//! With a single-writer store (SQLite, memory) the commit runs on a second thread, the
+//! committer, so the writer decides the next batch while the last one syncs; batches that
+//! pile up meanwhile share the next transaction (a pipeline, as in TigerBeetle). Every
+//! decided batch goes through the committer in order, even one with nothing new to store,
+//! because its answers (a duplicate, or a rejection for want of points) may rest on a batch
+//! ahead of it that is not yet durable. Checkpoints wait until the pipeline is empty, so a
+//! checkpoint holds only durable entries. With a shared store (PostgreSQL) each batch is
+//! locked, decided and committed before the next (see below).
+//!
+//! The lock is not held across the commit so that, during the fsync or the PostgreSQL round
+//! trip, request handlers keep reading, decoding and queueing the next batch; the price is
+//! that a read may see a batch a few milliseconds before it is durable (and, if that commit
+//! then fails, before it is rolled back). Only the writer thread decides, and the ledger is
+//! otherwise changed only by a rollback under the write lock.
 //!
 //! If the transaction fails, every request of the batch gets [`EngineError::Unavailable`]
 //! and the ledger is rebuilt from the store (latest checkpoint plus the journal after it).
+//! Batches decided after the failed one, and still in the pipeline, are answered
+//! `Unavailable` too: they were decided against effects that are now gone.
 //! If that fails too, the programme goes read-only: writes are refused with `Unavailable`
 //! while reads go on, and the writer retries the reload every second until the store is
 //! back. (Known gap: until then, reads include the failed batch's unacknowledged effects,
@@ -85,14 +98,15 @@ pub struct EngineOptions {
     /// The most requests decided and committed in one transaction.
     pub max_batch: usize,
     /// Entries between checkpoints (ledger snapshots written to the store). A checkpoint
-    /// pauses the programme's writes while the whole ledger is serialised (a fraction of a
-    /// second at a million members), so it is taken rarely; start-up replays at most this
-    /// many entries (more if a checkpoint is still being written when the next falls due).
+    /// pauses the programme's writes while the pipeline drains and the ledger is copied
+    /// (tens of milliseconds at a million members), so it is taken rarely; start-up replays
+    /// at most this many entries (more if a checkpoint is still being written when the next
+    /// falls due).
     pub snapshot_every: u64,
-    /// Write checkpoints to the store on a thread of their own, so the writer goes on
-    /// committing batches while hundreds of megabytes go to disk. Off, the writer stores
-    /// each checkpoint before its next batch (fault-injection tests use this to know when
-    /// a checkpoint's write happens).
+    /// Serialise and store checkpoints on a thread of their own, from a copy of the ledger,
+    /// so the writer goes on committing batches while hundreds of megabytes go to disk.
+    /// Off, the writer serialises and stores each checkpoint before its next batch
+    /// (fault-injection tests use this to know when a checkpoint's write happens).
     pub background_checkpoints: bool,
 }
 
@@ -155,8 +169,9 @@ pub struct ApiKeyRecord {
 
 /// Entries read per page when loading, verifying or auditing.
 const PAGE: usize = 8192;
-/// Queued jobs per programme before `submit` waits.
-const QUEUE_DEPTH: usize = 1024;
+/// Queued jobs per programme; a job that finds the queue full is shed with
+/// [`EngineError::Overloaded`].
+pub const QUEUE_DEPTH: usize = 1024;
 /// Entries a slow subscriber may fall behind before it sees `Lagged`.
 const BROADCAST_CAPACITY: usize = 65_536;
 /// How often a programme on a shared store reads what other servers wrote.
@@ -984,84 +999,234 @@ struct Writer {
     options: EngineOptions,
 }
 
-impl Writer {
-    fn run(self, mut rx: mpsc::Receiver<Msg>) {
-        // The checkpoint being stored in the background, if any.
-        let mut storing: Option<std::thread::JoinHandle<()>> = None;
-        let mut last_checkpoint = match self
-            .runtime
-            .block_on(self.store.latest_checkpoint(self.state.id))
-        {
-            Ok(Some(cp)) => cp.next_sequence,
-            _ => 0,
-        };
-        let mut carried: Option<Job> = None;
-        loop {
-            let first = match carried.take() {
-                Some(job) => job,
-                None => match rx.blocking_recv() {
-                    Some(Msg::Job(job)) => job,
-                    Some(Msg::Tick) => {
-                        self.tick();
-                        continue;
-                    }
-                    None => break,
-                },
-            };
-            let mut count = first.requests.len();
-            let mut jobs = vec![first];
-            while count < self.options.max_batch {
-                match rx.try_recv() {
-                    Ok(Msg::Job(job)) if count + job.requests.len() > self.options.max_batch => {
-                        carried = Some(job);
-                        break;
-                    }
-                    Ok(Msg::Job(job)) => {
-                        count += job.requests.len();
-                        jobs.push(job);
-                    }
-                    Ok(Msg::Tick) => {}
-                    Err(_) => break,
-                }
+/// The most decided batches waiting for the committer (single-writer stores). While one
+/// transaction syncs, the writer decides up to this many more, and the committer then
+/// stores all of them in the next transaction. With the store stalled, the programme holds
+/// at most twice this many batches plus one (up to this many in the committer's hands, as
+/// many waiting for it, and the one the writer waits to hand over) beyond its queue's
+/// [`QUEUE_DEPTH`] jobs; every further write is shed.
+pub const PIPELINE_DEPTH: usize = 16;
+
+/// A batch the writer decided, on its way to the committer thread. Its callers are answered
+/// once its entries (and those of every batch before it) are durable.
+struct Decided {
+    /// The pipeline's generation when the batch was decided (see [`Pipeline`]).
+    generation: u64,
+    /// The sequence of the first fresh entry.
+    start: u64,
+    fresh: Vec<StoredEntry>,
+    answers: Vec<Result<Applied, EngineError>>,
+    jobs: Vec<Job>,
+}
+
+/// What the writer and the committer of a single-writer store share.
+#[derive(Default)]
+struct Pipeline {
+    /// Bumped, under the ledger's write lock, whenever a failed commit rolls the ledger back.
+    /// A batch decided under an older generation was decided against effects that are gone,
+    /// so it is failed rather than committed.
+    generation: AtomicU64,
+    /// Decided batches not yet answered.
+    in_flight: Mutex<usize>,
+    idle: std::sync::Condvar,
+}
+
+impl Pipeline {
+    fn begin(&self) {
+        *self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) += 1;
+    }
+
+    fn end(&self, batches: usize) {
+        let mut n = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        debug_assert!(*n >= batches, "more batches ended than began");
+        *n = n.saturating_sub(batches);
+        if *n == 0 {
+            self.idle.notify_all();
+        }
+    }
+
+    /// Waits until every decided batch has been answered: then everything in the ledger
+    /// is durable.
+    fn wait_idle(&self) {
+        let mut n = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        while *n > 0 {
+            n = self.idle.wait(n).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// Answers each job with its share of `answers` (in job order).
+fn reply(jobs: Vec<Job>, mut answers: Vec<Result<Applied, EngineError>>) {
+    for job in jobs {
+        let rest = answers.split_off(job.requests.len().min(answers.len()));
+        let mine = std::mem::replace(&mut answers, rest);
+        // A caller that gave up waiting is no reason to stop.
+        let _ = job.reply.send(mine);
+    }
+}
+
+/// Takes the first queued job (or `carried`) and as many more as fit in one batch; ticks
+/// met on the way run `on_tick`. `None` once the queue is closed and empty.
+fn gather(
+    rx: &mut mpsc::Receiver<Msg>,
+    carried: &mut Option<Job>,
+    max_batch: usize,
+    mut on_tick: impl FnMut(),
+) -> Option<Vec<Job>> {
+    let first = loop {
+        match carried.take() {
+            Some(job) => break job,
+            None => match rx.blocking_recv() {
+                Some(Msg::Job(job)) => break job,
+                Some(Msg::Tick) => on_tick(),
+                None => return None,
+            },
+        }
+    };
+    let mut count = first.requests.len();
+    let mut jobs = vec![first];
+    while count < max_batch {
+        match rx.try_recv() {
+            Ok(Msg::Job(job)) if count + job.requests.len() > max_batch => {
+                *carried = Some(job);
+                break;
             }
-            let requests: Vec<(&Request, Timestamp)> = jobs
-                .iter()
-                .flat_map(|j| j.requests.iter().map(move |r| (r, j.now)))
-                .collect();
-            let (mut answers, durable) = self.decide_and_commit(&requests);
+            Ok(Msg::Job(job)) => {
+                count += job.requests.len();
+                jobs.push(job);
+            }
+            Ok(Msg::Tick) => {}
+            Err(_) => break,
+        }
+    }
+    Some(jobs)
+}
+
+/// The requests of `jobs`, each with its job's time.
+fn requests_of(jobs: &[Job]) -> Vec<(&Request, Timestamp)> {
+    jobs.iter()
+        .flat_map(|j| j.requests.iter().map(move |r| (r, j.now)))
+        .collect()
+}
+
+impl Writer {
+    fn run(self, rx: mpsc::Receiver<Msg>) {
+        if self.store.shared() {
+            self.run_shared(rx);
+        } else {
+            self.run_pipelined(rx);
+        }
+    }
+
+    /// The loop for a shared store (PostgreSQL): each batch is locked, decided, committed
+    /// and answered before the next, since another server may write in between.
+    fn run_shared(self, mut rx: mpsc::Receiver<Msg>) {
+        let mut checkpoints = Checkpoints::new(&self);
+        let mut carried: Option<Job> = None;
+        while let Some(jobs) = gather(&mut rx, &mut carried, self.options.max_batch, || {
+            self.tick();
+        }) {
+            let requests = requests_of(&jobs);
+            let (answers, durable) = self.decide_and_commit(&requests);
             drop(requests);
             for entry in durable {
                 // No subscriber is not an error.
                 let _ = self.state.events.send(entry);
             }
-            for job in jobs {
-                let rest = answers.split_off(job.requests.len().min(answers.len()));
-                let mine = std::mem::replace(&mut answers, rest);
-                // A caller that gave up waiting is no reason to stop.
-                let _ = job.reply.send(mine);
+            reply(jobs, answers);
+            checkpoints.maybe_take(&self);
+        }
+        checkpoints.finish();
+    }
+
+    /// The loop for a single-writer store (SQLite, memory): this thread decides batches
+    /// and a committer thread stores them, so the next batch is decided while the last one
+    /// syncs, and batches that pile up during a sync share the next transaction.
+    fn run_pipelined(self, mut rx: mpsc::Receiver<Msg>) {
+        let pipeline = Arc::new(Pipeline::default());
+        let (to_committer, from_writer) = std::sync::mpsc::sync_channel(PIPELINE_DEPTH);
+        let committer = Committer {
+            state: self.state.clone(),
+            counters: self.counters.clone(),
+            store: self.store.clone(),
+            runtime: self.runtime.clone(),
+            pipeline: pipeline.clone(),
+        };
+        let spawned = std::thread::Builder::new()
+            .name(format!("points-commit-{}", self.state.id))
+            .spawn(move || committer.run(&from_writer));
+        let committer = match spawned {
+            Ok(thread) => thread,
+            Err(e) => {
+                tracing::error!(program = %self.state.id, error = %e, "cannot start the committer; committing on the writer");
+                return self.run_shared(rx);
             }
-            let next = self
-                .state
-                .ledger
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .next_sequence();
-            let busy = storing.as_ref().is_some_and(|t| !t.is_finished());
-            if next >= last_checkpoint.saturating_add(self.options.snapshot_every) && !busy {
-                // On failure, try again after the next interval rather than every batch.
-                let checkpoint = self.snapshot();
-                if self.options.background_checkpoints {
-                    storing = self.store_in_background(checkpoint);
-                } else {
-                    self.store_checkpoint(&checkpoint);
-                }
-                last_checkpoint = next;
+        };
+        let mut checkpoints = Checkpoints::new(&self);
+        let mut carried: Option<Job> = None;
+        while let Some(jobs) = gather(&mut rx, &mut carried, self.options.max_batch, || {
+            // Recovery reloads the ledger, which must not race a batch in flight.
+            pipeline.wait_idle();
+            self.tick();
+        }) {
+            let requests = requests_of(&jobs);
+            let n = requests.len();
+            if self.state.read_only.load(Ordering::SeqCst) {
+                drop(requests);
+                reply(jobs, all_failed(n, &read_only_error()));
+                continue;
+            }
+            let (generation, start, answers, fresh) = {
+                let mut ledger = self
+                    .state
+                    .ledger
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner);
+                let generation = pipeline.generation.load(Ordering::SeqCst);
+                let start = ledger.next_sequence();
+                let (answers, fresh) = decide(&mut ledger, &requests);
+                (generation, start, answers, fresh)
+            };
+            drop(requests);
+            pipeline.begin();
+            let decided = Decided {
+                generation,
+                start,
+                fresh,
+                answers,
+                jobs,
+            };
+            if let Err(std::sync::mpsc::SendError(lost)) = to_committer.send(decided) {
+                tracing::error!(program = %self.state.id, "the committer stopped; the batch is not committed");
+                pipeline.end(1);
+                self.roll_back_locked();
+                let n = lost.answers.len();
+                reply(
+                    lost.jobs,
+                    all_failed(n, &EngineError::Internal("the committer stopped".into())),
+                );
+                continue;
+            }
+            if checkpoints.due(&self) {
+                // A checkpoint must hold only durable entries.
+                pipeline.wait_idle();
+                checkpoints.maybe_take(&self);
             }
         }
-        // Let the last checkpoint finish before the store goes away.
-        if let Some(thread) = storing {
-            let _ = thread.join();
+        drop(to_committer);
+        if committer.join().is_err() {
+            tracing::error!(program = %self.state.id, "the committer thread panicked");
         }
+        checkpoints.finish();
     }
 
     /// Periodic work: retry recovery of a read-only programme, and follow other writers of
@@ -1129,16 +1294,13 @@ impl Writer {
     /// A checkpoint of the current state. Only this thread mutates the ledger, and
     /// between batches everything in it is durable.
     fn snapshot(&self) -> Checkpoint {
-        let ledger = self
-            .state
-            .ledger
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        Checkpoint {
-            next_sequence: ledger.next_sequence(),
-            head_hash: ledger.head_hash(),
-            snapshot: ledger.snapshot(),
-        }
+        checkpoint_of(
+            &self
+                .state
+                .ledger
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
     }
 
     /// Stores a checkpoint. Returns whether it was stored.
@@ -1146,22 +1308,24 @@ impl Writer {
         store_checkpoint(&self.runtime, &*self.store, self.state.id, checkpoint)
     }
 
-    /// Stores a checkpoint on a thread of its own; `None` if no thread could be started
-    /// (then it is stored here and now).
-    fn store_in_background(&self, checkpoint: Checkpoint) -> Option<std::thread::JoinHandle<()>> {
+    /// Serialises `ledger` (a copy of this writer's) and stores it as a checkpoint on a thread
+    /// of its own; `None` if no thread could be started (then the checkpoint is taken and
+    /// stored here and now).
+    fn store_in_background(&self, ledger: Ledger) -> Option<std::thread::JoinHandle<()>> {
         let (runtime, store, program) = (self.runtime.clone(), self.store.clone(), self.state.id);
-        let shared = Arc::new(checkpoint);
-        let theirs = shared.clone();
         let spawned = std::thread::Builder::new()
             .name("points-checkpoint".to_owned())
             .spawn(move || {
-                store_checkpoint(&runtime, &*store, program, &theirs);
+                let checkpoint = checkpoint_of(&ledger);
+                // The copy is not needed while the bytes go to disk.
+                drop(ledger);
+                store_checkpoint(&runtime, &*store, program, &checkpoint);
             });
         match spawned {
             Ok(thread) => Some(thread),
             Err(e) => {
                 tracing::warn!(program = %self.state.id, error = %e, "no checkpoint thread; storing the checkpoint on the writer");
-                self.store_checkpoint(&shared);
+                self.store_checkpoint(&self.snapshot());
                 None
             }
         }
@@ -1188,16 +1352,7 @@ impl Writer {
     /// Rebuilds the ledger from the store after a failed or lost commit. On failure the
     /// programme goes read-only.
     fn roll_back(&self, ledger: &mut Ledger) {
-        match self
-            .runtime
-            .block_on(load_ledger(&*self.store, self.state.id))
-        {
-            Ok(reloaded) => *ledger = reloaded,
-            Err(e) => {
-                tracing::error!(program = %self.state.id, error = %e, "cannot reload the ledger after a failed commit; programme is read-only");
-                self.state.read_only.store(true, Ordering::SeqCst);
-            }
-        }
+        roll_back(&self.runtime, &*self.store, &self.state, ledger);
     }
 
     /// Decides the batch and commits its new entries in one transaction. Returns one answer
@@ -1255,21 +1410,7 @@ impl Writer {
                     }
                 }
                 let start = ledger.next_sequence();
-                let mut answers = Vec::with_capacity(n);
-                let mut fresh = Vec::new();
-                for (request, at) in requests {
-                    answers.push(match ledger.apply(request, *at) {
-                        Ok(Applied::New(entry)) => {
-                            fresh.push(StoredEntry {
-                                entry: entry.clone(),
-                                fingerprint: Ledger::request_fingerprint(request),
-                            });
-                            Ok(Applied::New(entry))
-                        }
-                        Ok(duplicate) => Ok(duplicate),
-                        Err(rejection) => Err(EngineError::Rejected(rejection)),
-                    });
-                }
+                let (answers, fresh) = decide(&mut ledger, requests);
                 (start, answers, fresh)
             };
             if fresh.is_empty() {
@@ -1302,6 +1443,225 @@ impl Writer {
                     tracing::error!(program = %self.state.id, error = %e, entries = fresh.len(), "commit failed; nothing of the batch is acknowledged");
                     self.roll_back_locked();
                     return (all_failed(n, &store_error(e)), durable);
+                }
+            }
+        }
+    }
+}
+
+/// A checkpoint of `ledger`.
+fn checkpoint_of(ledger: &Ledger) -> Checkpoint {
+    Checkpoint {
+        next_sequence: ledger.next_sequence(),
+        head_hash: ledger.head_hash(),
+        snapshot: ledger.snapshot(),
+    }
+}
+
+/// Rebuilds `ledger` from the store after a failed or lost commit. On failure the programme
+/// goes read-only.
+fn roll_back(
+    runtime: &tokio::runtime::Handle,
+    store: &dyn Store,
+    state: &ProgramState,
+    ledger: &mut Ledger,
+) {
+    match runtime.block_on(load_ledger(store, state.id)) {
+        Ok(reloaded) => *ledger = reloaded,
+        Err(e) => {
+            tracing::error!(program = %state.id, error = %e, "cannot reload the ledger after a failed commit; programme is read-only");
+            state.read_only.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Applies each request to the ledger: one answer per request, and the new entries to store.
+fn decide(
+    ledger: &mut Ledger,
+    requests: &[(&Request, Timestamp)],
+) -> (Vec<Result<Applied, EngineError>>, Vec<StoredEntry>) {
+    let mut answers = Vec::with_capacity(requests.len());
+    let mut fresh = Vec::new();
+    for (request, at) in requests {
+        answers.push(match ledger.apply(request, *at) {
+            Ok(Applied::New(entry)) => {
+                fresh.push(StoredEntry {
+                    entry: entry.clone(),
+                    fingerprint: Ledger::request_fingerprint(request),
+                });
+                Ok(Applied::New(entry))
+            }
+            Ok(duplicate) => Ok(duplicate),
+            Err(rejection) => Err(EngineError::Rejected(rejection)),
+        });
+    }
+    (answers, fresh)
+}
+
+/// When the writer takes ledger checkpoints, and the one being stored in the background.
+struct Checkpoints {
+    /// The next sequence of the latest checkpoint.
+    last: u64,
+    /// The checkpoint being stored on a thread of its own, if any.
+    storing: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpoints {
+    fn new(writer: &Writer) -> Self {
+        let last = match writer
+            .runtime
+            .block_on(writer.store.latest_checkpoint(writer.state.id))
+        {
+            Ok(Some(cp)) => cp.next_sequence,
+            _ => 0,
+        };
+        Checkpoints {
+            last,
+            storing: None,
+        }
+    }
+
+    /// Whether a checkpoint is due and none is still being stored.
+    fn due(&self, writer: &Writer) -> bool {
+        let next = writer
+            .state
+            .ledger
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .next_sequence();
+        let busy = self.storing.as_ref().is_some_and(|t| !t.is_finished());
+        next >= self.last.saturating_add(writer.options.snapshot_every) && !busy
+    }
+
+    /// Takes and stores a checkpoint if one is due. Call only when every entry in the ledger
+    /// is durable.
+    fn maybe_take(&mut self, writer: &Writer) {
+        if !self.due(writer) {
+            return;
+        }
+        if writer.options.background_checkpoints {
+            // Copying the ledger takes a fraction of the time serialising it does, so the
+            // writer copies it and the checkpoint thread serialises the copy.
+            let copy = writer
+                .state
+                .ledger
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            // On failure, try again after the next interval rather than every batch.
+            self.last = copy.next_sequence();
+            self.storing = writer.store_in_background(copy);
+        } else {
+            let checkpoint = writer.snapshot();
+            self.last = checkpoint.next_sequence;
+            writer.store_checkpoint(&checkpoint);
+        }
+    }
+
+    /// Lets the last checkpoint finish before the store goes away.
+    fn finish(self) {
+        if let Some(thread) = self.storing {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Stores the batches a single-writer store's writer decided, in order, merging those that
+/// wait into one transaction, and answers their callers once they are durable.
+struct Committer {
+    state: Arc<ProgramState>,
+    counters: Arc<Counters>,
+    store: Arc<dyn Store>,
+    runtime: tokio::runtime::Handle,
+    pipeline: Arc<Pipeline>,
+}
+
+impl Committer {
+    fn run(self, rx: &std::sync::mpsc::Receiver<Decided>) {
+        while let Ok(first) = rx.recv() {
+            let mut batches = vec![first];
+            while batches.len() < PIPELINE_DEPTH {
+                match rx.try_recv() {
+                    Ok(more) => batches.push(more),
+                    Err(_) => break,
+                }
+            }
+            let count = batches.len();
+            self.commit(batches);
+            self.pipeline.end(count);
+        }
+    }
+
+    /// Commits `batches` (consecutive, in decision order) in one transaction and answers
+    /// them; on failure answers them all `Unavailable` and rolls the ledger back.
+    fn commit(&self, batches: Vec<Decided>) {
+        let current = self.pipeline.generation.load(Ordering::SeqCst);
+        let (live, stale): (Vec<Decided>, Vec<Decided>) =
+            batches.into_iter().partition(|b| b.generation == current);
+        for b in stale {
+            // Decided against a batch whose commit failed: its answers may rest on
+            // effects that were rolled back.
+            let n = b.answers.len();
+            reply(
+                b.jobs,
+                all_failed(
+                    n,
+                    &EngineError::Unavailable(
+                        "an earlier commit failed; nothing of the batch is acknowledged".into(),
+                    ),
+                ),
+            );
+        }
+        let Some(start) = live.iter().find(|b| !b.fresh.is_empty()).map(|b| b.start) else {
+            // Nothing new to store (duplicates and rejections): every batch before these
+            // is already durable.
+            for b in live {
+                reply(b.jobs, b.answers);
+            }
+            return;
+        };
+        let mut fresh = Vec::with_capacity(live.iter().map(|b| b.fresh.len()).sum());
+        let mut answered = Vec::with_capacity(live.len());
+        for b in live {
+            debug_assert!(
+                b.fresh.is_empty() || b.start == start + fresh.len() as u64,
+                "decided batches are consecutive"
+            );
+            fresh.extend(b.fresh);
+            answered.push((b.jobs, b.answers));
+        }
+        match self
+            .runtime
+            .block_on(self.store.append(self.state.id, start, &fresh))
+        {
+            Ok(()) => {
+                self.counters.batches.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .entries
+                    .fetch_add(fresh.len() as u64, Ordering::Relaxed);
+                for stored in fresh {
+                    // No subscriber is not an error.
+                    let _ = self.state.events.send(Arc::new(stored.entry));
+                }
+                for (jobs, answers) in answered {
+                    reply(jobs, answers);
+                }
+            }
+            Err(e) => {
+                self.counters.failed_commits.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(program = %self.state.id, error = %e, entries = fresh.len(), "commit failed; nothing of the batch is acknowledged");
+                {
+                    let mut ledger = self
+                        .state
+                        .ledger
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    self.pipeline.generation.fetch_add(1, Ordering::SeqCst);
+                    roll_back(&self.runtime, &*self.store, &self.state, &mut ledger);
+                }
+                let error = store_error(e);
+                for (jobs, answers) in answered {
+                    reply(jobs, all_failed(answers.len(), &error));
                 }
             }
         }

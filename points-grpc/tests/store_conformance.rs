@@ -878,6 +878,71 @@ async fn memory_failed_commit_acknowledges_nothing() {
     assert!(audit.is_clean(), "{:?}", audit.breaches);
 }
 
+/// While one commit syncs, the writer decides the batches behind it against its effects. If
+/// that commit fails, those batches must fail too: a redemption decided on points the failed
+/// batch would have taken is not answered with a rejection, and nothing is acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_commit_fails_the_batches_decided_behind_it() {
+    let store = Arc::new(MemoryStore::new());
+    let engine = Engine::open_with_store(store.clone() as Arc<dyn Store>, options(1_000))
+        .await
+        .unwrap();
+    let f = Arc::new(Fixture::new(2));
+    f.set_up(&engine).await;
+    let at = Timestamp::from_millis(T0 + 2000);
+    let m = f.members[0];
+    let head = engine.read(f.program, |l| l.head_hash()).unwrap();
+
+    store.hold_commits(true);
+    engine.inject_commit_failures(1);
+    let first = {
+        let (engine, f) = (engine.clone(), f.clone());
+        tokio::spawn(async move { engine.submit_at(f.program, f.redeem(m, "60"), at).await })
+    };
+    while store.commits_waiting() == 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    // Decided while the first commit waits: 30 fits in the 40 the first would leave, 50
+    // does not.
+    let behind = vec![f.redeem(m, "30"), f.redeem(m, "50")];
+    let second = {
+        let (engine, f, behind) = (engine.clone(), f.clone(), behind.clone());
+        tokio::spawn(async move { engine.submit_many_at(f.program, behind, at).await })
+    };
+    while f.available(&engine, m) != "10.00" {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    store.hold_commits(false);
+
+    let first = first.await.unwrap();
+    assert!(
+        matches!(first, Err(EngineError::Unavailable(_))),
+        "{first:?}"
+    );
+    let second = second.await.unwrap();
+    assert_eq!(second.len(), 2);
+    assert!(
+        second
+            .iter()
+            .all(|r| matches!(r, Err(EngineError::Unavailable(_)))),
+        "{second:?}"
+    );
+    // Rolled back to what the store holds, and writable.
+    assert_eq!(engine.read(f.program, |l| l.head_hash()).unwrap(), head);
+    assert_eq!(f.available(&engine, m), "100.00");
+    assert!(!engine.is_read_only(f.program).unwrap());
+
+    // Nothing was acknowledged, so the same requests now run afresh against 100 points.
+    let again = engine.submit_many_at(f.program, behind, at).await;
+    assert!(
+        again.iter().all(|r| matches!(r, Ok(Applied::New(_)))),
+        "{again:?}"
+    );
+    assert_eq!(f.available(&engine, m), "20.00");
+    let audit = engine.audit(f.program).await.unwrap();
+    assert!(audit.is_clean(), "{:?}", audit.breaches);
+}
+
 /// Two engines (two server processes) on one database redeem from the same members at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_two_servers_never_overdraw() {

@@ -19,7 +19,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use points_core::{Amount, Applied, Command, EntryId, Event, Request, RequestId, Timestamp};
-use points_grpc::engine::{Engine, EngineError, EngineOptions};
+use points_grpc::engine::{Engine, EngineError, EngineOptions, PIPELINE_DEPTH, QUEUE_DEPTH};
 use points_grpc::store::faulty::{FaultMode, FaultPlan, FaultPoint, FaultyStore};
 use points_grpc::store::postgres::PostgresStore;
 use points_grpc::store::sqlite::SqliteStore;
@@ -623,7 +623,7 @@ async fn postgres_fault_matrix() {
 }
 
 /// The engine's writer queue is bounded: with the store stalled (a disk that stops
-/// answering), the writer holds one batch and its queue fills up; every further write is
+/// answering), the pipeline holds its few batches and the queue fills up; every further write is
 /// refused at once with `Overloaded` (`RESOURCE_EXHAUSTED` on the wire) instead of waiting.
 /// When the store answers again, every queued write commits, and none of the refused ones
 /// is in the journal.
@@ -652,8 +652,9 @@ async fn a_stalled_store_fills_the_bounded_queue_and_the_rest_is_shed() {
         mode: FaultMode::Stall,
         nth: 1,
     });
-    // More writes than the queue (1,024 jobs) and the stalled batch can hold.
-    const WRITES: usize = 1_200;
+    // More writes than the queue and the stalled pipeline can hold.
+    const HELD: usize = 2 * PIPELINE_DEPTH + 1;
+    const WRITES: usize = QUEUE_DEPTH + HELD + 150;
     let mut tasks = Vec::new();
     let mut ids = Vec::new();
     for i in 0..WRITES {
@@ -680,15 +681,24 @@ async fn a_stalled_store_fills_the_bounded_queue_and_the_rest_is_shed() {
         for i in done {
             refused.insert(i);
         }
-        // The writer holds one job; at most 1,024 wait in the queue (a periodic tick may
-        // take one slot).
-        if refused.len() >= WRITES - 1 - 1024 {
+        // The stalled pipeline holds at most HELD batches (those the committer took for its
+        // transaction, up to PIPELINE_DEPTH waiting for it, the one the writer is handing
+        // over); at most QUEUE_DEPTH jobs wait in the queue (a periodic tick may take one).
+        if refused.len() >= WRITES - HELD - QUEUE_DEPTH {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "writes were not shed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "writes were not shed: {} refused",
+            refused.len()
+        );
         tokio::task::yield_now().await;
     }
-    assert!(refused.len() <= WRITES - 1024, "{} refused", refused.len());
+    assert!(
+        refused.len() <= WRITES - QUEUE_DEPTH,
+        "{} refused",
+        refused.len()
+    );
     faulty.release();
     let mut committed = HashSet::new();
     let mut overloaded = HashSet::new();
@@ -705,7 +715,7 @@ async fn a_stalled_store_fills_the_bounded_queue_and_the_rest_is_shed() {
         }
     }
     assert!(refused.is_subset(&overloaded));
-    assert!((WRITES - 1025..=WRITES - 1024).contains(&overloaded.len()));
+    assert!((WRITES - HELD - QUEUE_DEPTH..=WRITES - QUEUE_DEPTH).contains(&overloaded.len()));
     let refused = overloaded;
     assert_eq!(committed.len() + refused.len(), WRITES);
     let seed_next = 0;

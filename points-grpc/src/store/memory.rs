@@ -28,6 +28,10 @@ pub struct MemoryStore {
     state: Mutex<State>,
     faults: Faults,
     unreadable: std::sync::atomic::AtomicBool,
+    /// Test hook: whether commits wait, and how many are waiting.
+    held: Mutex<bool>,
+    release: std::sync::Condvar,
+    waiting: std::sync::atomic::AtomicU32,
 }
 
 impl MemoryStore {
@@ -41,6 +45,35 @@ impl MemoryStore {
     pub fn set_unreadable(&self, unreadable: bool) {
         self.unreadable
             .store(unreadable, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Test hook: while held, commits wait (as if each fsync took that long), so a test can
+    /// see what the engine does with a commit in flight.
+    #[doc(hidden)]
+    pub fn hold_commits(&self, hold: bool) {
+        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = hold;
+        self.release.notify_all();
+    }
+
+    /// Test hook: how many commits are waiting for [`MemoryStore::hold_commits`].
+    #[doc(hidden)]
+    pub fn commits_waiting(&self) -> u32 {
+        self.waiting.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Blocks the calling thread while commits are held.
+    fn wait_while_held(&self) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if !*held {
+            return;
+        }
+        self.waiting
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        while *held {
+            held = self.release.wait(held).unwrap_or_else(|e| e.into_inner());
+        }
+        self.waiting
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn unreadable(&self) -> bool {
@@ -93,6 +126,7 @@ impl Store for MemoryStore {
         expected_next: u64,
         entries: &'a [StoredEntry],
     ) -> BoxFuture<'a, StoreResult<()>> {
+        self.wait_while_held();
         let result = (|| {
             let mut state = self.lock();
             let journal = state
