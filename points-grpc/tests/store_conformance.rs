@@ -899,7 +899,10 @@ async fn a_failed_commit_fails_the_batches_decided_behind_it() {
         let (engine, f) = (engine.clone(), f.clone());
         tokio::spawn(async move { engine.submit_at(f.program, f.redeem(m, "60"), at).await })
     };
+    // Bounded waits, so that a writer that does not pipeline fails here instead of hanging.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while store.commits_waiting() == 0 {
+        assert!(std::time::Instant::now() < deadline, "no commit started");
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
     // Decided while the first commit waits: 30 fits in the 40 the first would leave, 50
@@ -910,6 +913,10 @@ async fn a_failed_commit_fails_the_batches_decided_behind_it() {
         tokio::spawn(async move { engine.submit_many_at(f.program, behind, at).await })
     };
     while f.available(&engine, m) != "10.00" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the batch behind the waiting commit was not decided"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
     store.hold_commits(false);
