@@ -1026,41 +1026,64 @@ struct Pipeline {
     /// A batch decided under an older generation was decided against effects that are gone,
     /// so it is failed rather than committed.
     generation: AtomicU64,
-    /// Decided batches not yet answered.
-    in_flight: Mutex<usize>,
+    flow: Mutex<Flow>,
+    /// Signalled when the last batch in flight is answered, or the committer stops.
     idle: std::sync::Condvar,
 }
 
+/// The batches between the writer and the committer.
+#[derive(Default)]
+struct Flow {
+    /// Decided batches not yet answered.
+    in_flight: usize,
+    /// The committer thread has ended (it panicked, or the writer closed its channel).
+    /// Batches it had not answered never will be, so `in_flight` no longer counts.
+    committer_gone: bool,
+}
+
 impl Pipeline {
+    fn flow(&self) -> std::sync::MutexGuard<'_, Flow> {
+        self.flow.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn begin(&self) {
-        *self
-            .in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) += 1;
+        self.flow().in_flight += 1;
     }
 
     fn end(&self, batches: usize) {
-        let mut n = self
-            .in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        debug_assert!(*n >= batches, "more batches ended than began");
-        *n = n.saturating_sub(batches);
-        if *n == 0 {
+        let mut flow = self.flow();
+        debug_assert!(flow.in_flight >= batches, "more batches ended than began");
+        flow.in_flight = flow.in_flight.saturating_sub(batches);
+        if flow.in_flight == 0 {
             self.idle.notify_all();
         }
     }
 
-    /// Waits until every decided batch has been answered: then everything in the ledger
-    /// is durable.
-    fn wait_idle(&self) {
-        let mut n = self
-            .in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        while *n > 0 {
-            n = self.idle.wait(n).unwrap_or_else(PoisonError::into_inner);
+    /// Marks the committer gone and wakes the writer if it waits for it.
+    fn committer_gone(&self) {
+        self.flow().committer_gone = true;
+        self.idle.notify_all();
+    }
+
+    /// Waits until every decided batch has been answered, so that everything in the ledger
+    /// is durable: `true`. `false` if the committer stopped first: then some decided batches
+    /// will never be committed and the ledger must be rolled back.
+    fn wait_idle(&self) -> bool {
+        let mut flow = self.flow();
+        while flow.in_flight > 0 && !flow.committer_gone {
+            flow = self.idle.wait(flow).unwrap_or_else(PoisonError::into_inner);
         }
+        !flow.committer_gone
+    }
+}
+
+/// Marks the committer gone when its thread ends, by return or by panic, so the writer
+/// never waits for batches nobody will answer.
+struct CommitterDeparture<'a>(&'a Pipeline);
+
+impl Drop for CommitterDeparture<'_> {
+    fn drop(&mut self) {
+        self.0.committer_gone();
     }
 }
 
@@ -1129,12 +1152,31 @@ impl Writer {
 
     /// The loop for a shared store (PostgreSQL): each batch is locked, decided, committed
     /// and answered before the next, since another server may write in between.
-    fn run_shared(self, mut rx: mpsc::Receiver<Msg>) {
-        let mut checkpoints = Checkpoints::new(&self);
-        let mut carried: Option<Job> = None;
-        while let Some(jobs) = gather(&mut rx, &mut carried, self.options.max_batch, || {
-            self.tick();
-        }) {
+    fn run_shared(self, rx: mpsc::Receiver<Msg>) {
+        let checkpoints = Checkpoints::new(&self);
+        self.run_serially(rx, None, Vec::new(), checkpoints);
+    }
+
+    /// Decides, commits and answers one batch at a time, starting with `ahead` (jobs already
+    /// taken from the queue) and `carried`.
+    fn run_serially(
+        self,
+        mut rx: mpsc::Receiver<Msg>,
+        mut carried: Option<Job>,
+        mut ahead: Vec<Job>,
+        mut checkpoints: Checkpoints,
+    ) {
+        loop {
+            let jobs = if ahead.is_empty() {
+                match gather(&mut rx, &mut carried, self.options.max_batch, || {
+                    self.tick();
+                }) {
+                    Some(jobs) => jobs,
+                    None => break,
+                }
+            } else {
+                std::mem::take(&mut ahead)
+            };
             let requests = requests_of(&jobs);
             let (answers, durable) = self.decide_and_commit(&requests);
             drop(requests);
@@ -1146,6 +1188,28 @@ impl Writer {
             checkpoints.maybe_take(&self);
         }
         checkpoints.finish();
+    }
+
+    /// The committer thread ended while the writer ran: a bug (a panic in the store, say),
+    /// since it only ends when the writer closes its channel. The batches it held, or had
+    /// not yet taken, were dropped, so their callers have been told the writer stopped; some
+    /// of them may be durable all the same. The ledger is rebuilt from what the store holds
+    /// and this programme goes on committing on the writer thread, one batch at a time.
+    fn committer_lost(
+        self,
+        rx: mpsc::Receiver<Msg>,
+        carried: Option<Job>,
+        ahead: Vec<Job>,
+        checkpoints: Checkpoints,
+        committer: std::thread::JoinHandle<()>,
+    ) {
+        tracing::error!(program = %self.state.id, "the committer stopped; committing on the writer from now on");
+        if committer.join().is_err() {
+            tracing::error!(program = %self.state.id, "the committer thread panicked");
+        }
+        self.counters.failed_commits.fetch_add(1, Ordering::Relaxed);
+        self.roll_back_locked();
+        self.run_serially(rx, carried, ahead, checkpoints);
     }
 
     /// The loop for a single-writer store (SQLite, memory): this thread decides batches
@@ -1173,11 +1237,18 @@ impl Writer {
         };
         let mut checkpoints = Checkpoints::new(&self);
         let mut carried: Option<Job> = None;
+        let mut lost = false;
         while let Some(jobs) = gather(&mut rx, &mut carried, self.options.max_batch, || {
             // Recovery reloads the ledger, which must not race a batch in flight.
-            pipeline.wait_idle();
-            self.tick();
+            if pipeline.wait_idle() {
+                self.tick();
+            } else {
+                lost = true;
+            }
         }) {
+            if lost {
+                return self.committer_lost(rx, carried, jobs, checkpoints, committer);
+            }
             let requests = requests_of(&jobs);
             let n = requests.len();
             if self.state.read_only.load(Ordering::SeqCst) {
@@ -1206,19 +1277,26 @@ impl Writer {
                 jobs,
             };
             if let Err(std::sync::mpsc::SendError(lost)) = to_committer.send(decided) {
-                tracing::error!(program = %self.state.id, "the committer stopped; the batch is not committed");
-                pipeline.end(1);
-                self.roll_back_locked();
+                // The batch's effects are in the ledger until `committer_lost` rolls it
+                // back, before anything else is decided.
                 let n = lost.answers.len();
                 reply(
                     lost.jobs,
-                    all_failed(n, &EngineError::Internal("the committer stopped".into())),
+                    all_failed(
+                        n,
+                        &EngineError::Unavailable(
+                            "the commit thread stopped; nothing of the batch is acknowledged"
+                                .into(),
+                        ),
+                    ),
                 );
-                continue;
+                return self.committer_lost(rx, carried, Vec::new(), checkpoints, committer);
             }
             if checkpoints.due(&self) {
                 // A checkpoint must hold only durable entries.
-                pipeline.wait_idle();
+                if !pipeline.wait_idle() {
+                    return self.committer_lost(rx, carried, Vec::new(), checkpoints, committer);
+                }
                 checkpoints.maybe_take(&self);
             }
         }
@@ -1578,6 +1656,7 @@ struct Committer {
 
 impl Committer {
     fn run(self, rx: &std::sync::mpsc::Receiver<Decided>) {
+        let _departure = CommitterDeparture(&self.pipeline);
         while let Ok(first) = rx.recv() {
             let mut batches = vec![first];
             while batches.len() < PIPELINE_DEPTH {

@@ -739,3 +739,114 @@ async fn a_stalled_store_fills_the_bounded_queue_and_the_rest_is_shed() {
         committed.len()
     );
 }
+
+/// A panic in the store while the commit thread commits (a bug, not a fault the store
+/// reports) must neither hang the programme nor stop it taking writes. The batch's caller
+/// gets `Unavailable`, the ledger is rebuilt from what the store holds, later writes commit,
+/// and a retry of the batch applies it exactly once, whether or not the panic struck after
+/// the batch reached the disk. A checkpoint falls due after every batch here, so the writer
+/// waits for the pipeline to drain after each one; that wait must end when the commit thread
+/// is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_the_store_neither_hangs_nor_stops_the_programme() {
+    if std::env::var("POINTS_FAULT_CHILD").is_ok() {
+        return;
+    }
+    const WAIT: Duration = Duration::from_secs(10);
+    for point in [FaultPoint::BeforeAppend, FaultPoint::AfterAppendCommit] {
+        let dir = tempfile::tempdir().unwrap();
+        let place = Where::Sqlite(dir.path().to_path_buf());
+        let faulty = Arc::new(FaultyStore::new(place.open().await));
+        let engine = Engine::open_with_store(
+            faulty.clone(),
+            EngineOptions {
+                snapshot_every: 1,
+                background_checkpoints: false,
+                ..EngineOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        let seeded = common::seed(&engine, 0, 2, "100").await;
+        let redeem = |member: usize, amount: &str| {
+            request(
+                seeded.admin,
+                Command::Redeem {
+                    member: seeded.members[member],
+                    merchant: seeded.merchant,
+                    amount: amount.parse().unwrap(),
+                },
+            )
+        };
+        let available = |member: usize| {
+            engine
+                .read(seeded.program, |l| {
+                    l.balance(seeded.members[member], Timestamp::from_millis(T0 + 10_000))
+                        .unwrap()
+                        .available
+                        .to_decimal(l.spec().scale())
+                })
+                .unwrap()
+        };
+        let before = available(0);
+        faulty.arm(FaultPlan {
+            point,
+            mode: FaultMode::Panic,
+            nth: 1,
+        });
+        let first = redeem(0, "10");
+        let answer = tokio::time::timeout(WAIT, engine.submit(seeded.program, first.clone()))
+            .await
+            .unwrap_or_else(|_| panic!("{}: the panicked batch was never answered", point.name()));
+        assert!(
+            matches!(answer, Err(EngineError::Unavailable(_))),
+            "{}: {answer:?}",
+            point.name()
+        );
+        assert_eq!(faulty.fired(), 1);
+        let second = redeem(1, "20");
+        let answer = tokio::time::timeout(WAIT, engine.submit(seeded.program, second.clone()))
+            .await
+            .unwrap_or_else(|_| panic!("{}: a write after the panic hung", point.name()));
+        assert!(
+            matches!(answer, Ok(Applied::New(_))),
+            "{}: {answer:?}",
+            point.name()
+        );
+        let retry = tokio::time::timeout(WAIT, engine.submit(seeded.program, first.clone()))
+            .await
+            .unwrap_or_else(|_| panic!("{}: the retry hung", point.name()));
+        match (point, &retry) {
+            (FaultPoint::BeforeAppend, Ok(Applied::New(_)))
+            | (FaultPoint::AfterAppendCommit, Ok(Applied::Duplicate { .. })) => {}
+            _ => panic!("{}: retry answered {retry:?}", point.name()),
+        }
+        let journal = engine.entries(seeded.program, 0, usize::MAX).await.unwrap();
+        for r in [&first, &second] {
+            let copies = journal
+                .iter()
+                .filter(|e| e.request_id() == r.request_id)
+                .count();
+            assert_eq!(
+                copies,
+                1,
+                "{}: {copies} copies in the journal",
+                point.name()
+            );
+        }
+        assert_eq!(
+            available(0),
+            before - rust_decimal::Decimal::from(10),
+            "{}",
+            point.name()
+        );
+        engine.shutdown().await;
+        // A fresh engine over the same store sees the same ledger.
+        let reopened = Engine::open_with_store(place.open().await, EngineOptions::default())
+            .await
+            .unwrap();
+        let head = |e: &Engine| e.read(seeded.program, |l| l.head_hash()).unwrap();
+        assert_eq!(head(&reopened), head(&engine), "{}", point.name());
+        reopened.shutdown().await;
+    }
+}

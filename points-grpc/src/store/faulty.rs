@@ -17,7 +17,8 @@
 //! failed fsync would (SQLite then rolls the transaction back; the wrapper never retries).
 //! [`FaultMode::Crash`] calls [`std::process::abort`] there: the process dies with no unwinding,
 //! no destructor and no rollback, as with `SIGKILL`; the test runs it in a child process and
-//! reopens the data directory afterwards.
+//! reopens the data directory afterwards. [`FaultMode::Panic`] panics there, as a bug in a
+//! store would, and [`FaultMode::Stall`] waits until released, as a disk that stops answering.
 //!
 //! `InAppendBeforeCommit` is reached through the wrapped store's own commit hook
 //! ([`Store::inject_commit_failures`] and [`arm_crash_in_commit`]), because only the store
@@ -91,6 +92,9 @@ pub enum FaultMode {
     /// The operation waits until [`FaultyStore::release`] (a disk that stops answering); used
     /// to fill the engine's bounded writer queue.
     Stall,
+    /// The operation panics, as a bug in a store would: the engine must neither hang nor
+    /// stop taking writes.
+    Panic,
 }
 
 /// One armed fault: `mode` at the `nth` (from one) operation that passes `point`.
@@ -175,6 +179,7 @@ impl FaultyStore {
                 point.name()
             ))),
             FaultMode::Crash => std::process::abort(),
+            FaultMode::Panic => panic!("injected panic at {}", point.name()),
             FaultMode::Stall => {
                 // A closed semaphore cannot happen (it is never closed): go on either way.
                 let _ = self.gate.acquire().await;
@@ -226,8 +231,9 @@ impl Store for FaultyStore {
                 Some(p) if p.point == FaultPoint::InAppendBeforeCommit => match p.mode {
                     FaultMode::Fail => self.inner.inject_commit_failures(1),
                     FaultMode::Crash => arm_crash_in_commit(),
-                    // Only the store is inside its transaction: stall just before it instead.
-                    FaultMode::Stall => self.strike(p.mode, p.point).await?,
+                    // Only the store is inside its transaction: stall or panic just before
+                    // it instead.
+                    FaultMode::Stall | FaultMode::Panic => self.strike(p.mode, p.point).await?,
                 },
                 _ => {}
             }
