@@ -285,6 +285,7 @@ fn memory_per_member() {
 fn snapshot_restore(what: &str, ledger: &Ledger) {
     let mut best = (Duration::MAX, Duration::MAX);
     let mut clone_best = Duration::MAX;
+    let mut sized_best = Duration::MAX;
     let mut size = 0;
     for _ in 0..3 {
         // The server's writer clones the ledger and serialises the clone on another thread.
@@ -298,6 +299,12 @@ fn snapshot_restore(what: &str, ledger: &Ledger) {
         let took = started.elapsed();
         best.0 = best.0.min(took);
         size = bytes.len();
+        // The server sizes the buffer from its last snapshot (half as much again).
+        let started = Watch::start();
+        let sized = black_box(ledger.snapshot_with_capacity(size + size / 2));
+        sized_best = sized_best.min(started.elapsed());
+        assert_eq!(sized, bytes);
+        drop(sized);
         let started = Watch::start();
         let restored = Ledger::from_snapshot(&bytes).unwrap();
         best.1 = best.1.min(started.elapsed());
@@ -306,11 +313,12 @@ fn snapshot_restore(what: &str, ledger: &Ledger) {
         drop(black_box(restored));
     }
     println!(
-        "snapshot of the {what} ledger ({} entries): {size} bytes ({} per member), clone {:.1?}, snapshot {:.1?}, restore {:.1?}",
+        "snapshot of the {what} ledger ({} entries): {size} bytes ({} per member), clone {:.1?}, snapshot {:.1?}, snapshot into a sized buffer {:.1?}, restore {:.1?}",
         ledger.next_sequence(),
         size / members().max(1),
         clone_best,
         best.0,
+        sized_best,
         best.1,
     );
 }

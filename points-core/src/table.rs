@@ -367,6 +367,11 @@ impl<'a> Reader<'a> {
 pub(crate) trait Flat: Sized {
     /// The fewest bytes a value takes (bounds the allocation for a claimed count).
     const MIN_BYTES: usize;
+    /// The bytes [`Flat::put`] appends for this value, so a table's buffer is sized once
+    /// instead of regrown (and copied) as it fills.
+    fn encoded_len(&self) -> usize {
+        Self::MIN_BYTES
+    }
     /// Appends the value's bytes.
     fn put(&self, out: &mut Vec<u8>);
     /// Reads a value; `None` if the bytes are short or invalid.
@@ -382,11 +387,13 @@ pub(crate) mod flat {
         values: &[T],
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
-        let mut out = Vec::with_capacity(8 + values.len() * T::MIN_BYTES);
+        let len = 8 + values.iter().map(Flat::encoded_len).sum::<usize>();
+        let mut out = Vec::with_capacity(len);
         out.extend_from_slice(&(values.len() as u64).to_le_bytes());
         for v in values {
             v.put(&mut out);
         }
+        debug_assert_eq!(out.len(), len, "Flat::encoded_len disagrees with Flat::put");
         serializer.serialize_bytes(&out)
     }
 

@@ -63,6 +63,10 @@ fn generate(steps: &[Step], snapshot_at: Option<&Index>) -> (Run, Vec<u8>, usize
         let _ = run.step(step, false);
         if i == at {
             snapshot = (run.ledger.snapshot(), run.journal.len());
+            // The buffer's starting size changes nothing in the bytes.
+            for capacity in [0, 1, snapshot.0.len(), 2 * snapshot.0.len()] {
+                assert_eq!(run.ledger.snapshot_with_capacity(capacity), snapshot.0);
+            }
         }
     }
     (run, snapshot.0, snapshot.1)

@@ -51,7 +51,7 @@ use points_core::{
 };
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -978,9 +978,11 @@ fn store_checkpoint(
     program: ProgramId,
     checkpoint: &Checkpoint,
 ) -> bool {
+    let started = std::time::Instant::now();
     match runtime.block_on(store.put_checkpoint(program, checkpoint)) {
         Ok(()) => {
-            tracing::debug!(%program, at = checkpoint.next_sequence, bytes = checkpoint.snapshot.len(), "checkpoint written");
+            let store_ms = started.elapsed().as_millis();
+            tracing::debug!(%program, at = checkpoint.next_sequence, bytes = checkpoint.snapshot.len(), store_ms, "checkpoint written");
             true
         }
         Err(e) => {
@@ -1371,13 +1373,14 @@ impl Writer {
 
     /// A checkpoint of the current state. Only this thread mutates the ledger, and
     /// between batches everything in it is durable.
-    fn snapshot(&self) -> Checkpoint {
+    fn snapshot(&self, last_bytes: &AtomicUsize) -> Checkpoint {
         checkpoint_of(
             &self
                 .state
                 .ledger
                 .read()
                 .unwrap_or_else(PoisonError::into_inner),
+            last_bytes,
         )
     }
 
@@ -1389,12 +1392,20 @@ impl Writer {
     /// Serialises `ledger` (a copy of this writer's) and stores it as a checkpoint on a thread
     /// of its own; `None` if no thread could be started (then the checkpoint is taken and
     /// stored here and now).
-    fn store_in_background(&self, ledger: Ledger) -> Option<std::thread::JoinHandle<()>> {
+    fn store_in_background(
+        &self,
+        ledger: Ledger,
+        last_bytes: Arc<AtomicUsize>,
+    ) -> Option<std::thread::JoinHandle<()>> {
         let (runtime, store, program) = (self.runtime.clone(), self.store.clone(), self.state.id);
+        let hint = last_bytes.clone();
         let spawned = std::thread::Builder::new()
             .name("points-checkpoint".to_owned())
             .spawn(move || {
-                let checkpoint = checkpoint_of(&ledger);
+                let started = std::time::Instant::now();
+                let checkpoint = checkpoint_of(&ledger, &hint);
+                let serialise_ms = started.elapsed().as_millis();
+                tracing::debug!(%program, at = checkpoint.next_sequence, serialise_ms, "checkpoint serialised");
                 // The copy is not needed while the bytes go to disk.
                 drop(ledger);
                 store_checkpoint(&runtime, &*store, program, &checkpoint);
@@ -1403,7 +1414,7 @@ impl Writer {
             Ok(thread) => Some(thread),
             Err(e) => {
                 tracing::warn!(program = %self.state.id, error = %e, "no checkpoint thread; storing the checkpoint on the writer");
-                self.store_checkpoint(&self.snapshot());
+                self.store_checkpoint(&self.snapshot(&last_bytes));
                 None
             }
         }
@@ -1527,12 +1538,19 @@ impl Writer {
     }
 }
 
-/// A checkpoint of `ledger`.
-fn checkpoint_of(ledger: &Ledger) -> Checkpoint {
+/// A checkpoint of `ledger`. `last_bytes` is the size of the programme's last snapshot
+/// (0 if none is known), and becomes this one's.
+fn checkpoint_of(ledger: &Ledger, last_bytes: &AtomicUsize) -> Checkpoint {
+    // Room for the last snapshot and half as much again, so the buffer is written once
+    // rather than regrown (and copied) by doubling; room never written is only address
+    // space.
+    let last = last_bytes.load(Ordering::Relaxed);
+    let snapshot = ledger.snapshot_with_capacity(last.saturating_add(last / 2));
+    last_bytes.store(snapshot.len(), Ordering::Relaxed);
     Checkpoint {
         next_sequence: ledger.next_sequence(),
         head_hash: ledger.head_hash(),
-        snapshot: ledger.snapshot(),
+        snapshot,
     }
 }
 
@@ -1582,20 +1600,23 @@ struct Checkpoints {
     last: u64,
     /// The checkpoint being stored on a thread of its own, if any.
     storing: Option<std::thread::JoinHandle<()>>,
+    /// The size of the latest snapshot, to size the next one's buffer.
+    last_bytes: Arc<AtomicUsize>,
 }
 
 impl Checkpoints {
     fn new(writer: &Writer) -> Self {
-        let last = match writer
+        let (last, last_bytes) = match writer
             .runtime
             .block_on(writer.store.latest_checkpoint(writer.state.id))
         {
-            Ok(Some(cp)) => cp.next_sequence,
-            _ => 0,
+            Ok(Some(cp)) => (cp.next_sequence, cp.snapshot.len()),
+            _ => (0, 0),
         };
         Checkpoints {
             last,
             storing: None,
+            last_bytes: Arc::new(AtomicUsize::new(last_bytes)),
         }
     }
 
@@ -1628,9 +1649,9 @@ impl Checkpoints {
                 .clone();
             // On failure, try again after the next interval rather than every batch.
             self.last = copy.next_sequence();
-            self.storing = writer.store_in_background(copy);
+            self.storing = writer.store_in_background(copy, self.last_bytes.clone());
         } else {
-            let checkpoint = writer.snapshot();
+            let checkpoint = writer.snapshot(&self.last_bytes);
             self.last = checkpoint.next_sequence;
             writer.store_checkpoint(&checkpoint);
         }
