@@ -1502,6 +1502,77 @@ async fn health_reflection_metrics_and_restart() {
     drop(temp);
 }
 
+/// A batch larger than the server's read chunks (it reads the ledger for a few hundred
+/// operations at a time): every result lands at its operation's index, errors included on
+/// either side of a chunk boundary, and every redemption shows the member's balance after
+/// the batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_batch_answers_every_operation_in_place() {
+    let server = Server::start();
+    let mut w = setup(&server).await;
+    let (program, cafe, member) = (w.program.clone(), w.cafe.clone(), w.member.clone());
+    let till = w.merchant_cafe.clone();
+    const OPS: usize = 600;
+    let malformed = [0, 255, 256, 257, 511, 512, OPS - 1];
+    let operations = (0..OPS)
+        .map(|i| {
+            let who = if malformed.contains(&i) {
+                "not-a-uuid"
+            } else {
+                member.as_str()
+            };
+            pb::SubmitOperation {
+                operation: Some(pb::submit_operation::Operation::Redeem(redeem_req(
+                    "",
+                    &cafe,
+                    who,
+                    "0.01",
+                    &id(),
+                ))),
+            }
+        })
+        .collect();
+    let batch =
+        w.c.pos
+            .submit(auth(
+                pb::SubmitRequest {
+                    request_id: id(),
+                    program_id: program.clone(),
+                    operations,
+                },
+                &till,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+    assert_eq!(batch.results.len(), OPS);
+    // 20 points less a hundredth for each well-formed redemption.
+    let after = "14.07";
+    let mut last_sequence = None;
+    for (i, result) in batch.results.into_iter().enumerate() {
+        use pb::submit_result::Result as R;
+        match result.result.unwrap() {
+            R::Error(e) => {
+                assert!(malformed.contains(&i), "operation {i} failed: {e:?}");
+                assert_eq!(e.code, Code::InvalidArgument as i32, "operation {i}");
+            }
+            R::Redeem(r) => {
+                assert!(!malformed.contains(&i), "operation {i} succeeded");
+                assert_eq!(r.available, after, "operation {i}");
+                assert_eq!(r.member_id, member);
+                let sequence = r.receipt.unwrap().sequence;
+                assert!(
+                    last_sequence.is_none_or(|last| sequence > last),
+                    "operation {i} is out of order"
+                );
+                last_sequence = Some(sequence);
+            }
+            other => panic!("operation {i}: {other:?}"),
+        }
+    }
+    assert_eq!(available(&mut w, &member).await, after);
+}
+
 async fn http_get(addr: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();

@@ -129,6 +129,16 @@ pub fn prepare(
     default_program: Option<ProgramId>,
     op: &Op,
 ) -> Result<Prepared, Status> {
+    let (program, actor) = program_and_actor(principal, default_program, op)?;
+    ctx.read(program, |ledger| prepare_in(ledger, program, actor, op))?
+}
+
+/// The operation's programme (`default_program` when it names none) and who acts in it.
+fn program_and_actor(
+    principal: &Principal,
+    default_program: Option<ProgramId>,
+    op: &Op,
+) -> Result<(ProgramId, points_core::Actor), Status> {
     let mut fields = Fields::default();
     let text = program_text(op);
     let program = match (text.is_empty(), default_program) {
@@ -147,18 +157,23 @@ pub fn prepare(
     let Some(program) = program else {
         return Err(fields.status());
     };
-    let actor = principal.actor(program)?;
-    let built = ctx.read(program, |ledger| -> Result<_, Status> {
-        let mut f = Fields::new(Some(ledger.spec().scale()));
-        let request_id = f.id::<RequestId>("request_id", request_id_text(op));
-        let (command, kind, member) = build(&mut f, ledger, op)?;
-        f.finish()?;
-        match (request_id, command) {
-            (Some(request_id), Some(command)) => Ok((request_id, command, kind, member)),
-            _ => Err(f.status()),
-        }
-    })??;
-    let (request_id, command, kind, member) = built;
+    Ok((program, principal.actor(program)?))
+}
+
+/// The rest of [`prepare`], against the programme's ledger.
+fn prepare_in(
+    ledger: &Ledger,
+    program: ProgramId,
+    actor: points_core::Actor,
+    op: &Op,
+) -> Result<Prepared, Status> {
+    let mut f = Fields::new(Some(ledger.spec().scale()));
+    let request_id = f.id::<RequestId>("request_id", request_id_text(op));
+    let (command, kind, member) = build(&mut f, ledger, op)?;
+    f.finish()?;
+    let (Some(request_id), Some(command)) = (request_id, command) else {
+        return Err(f.status());
+    };
     Ok(Prepared {
         program,
         request: Request {
@@ -499,12 +514,29 @@ pub async fn entry_of(ctx: &Ctx, program: ProgramId, applied: &Applied) -> Resul
 
 fn available(ctx: &Ctx, program: ProgramId, member: Option<MemberId>) -> Result<String, Status> {
     let now = ctx.now();
-    ctx.read(program, |l| {
-        member
-            .and_then(|m| l.balance(m, now))
-            .map(|b| points_str(b.available, l.spec().scale()))
-            .unwrap_or_default()
-    })
+    ctx.read(program, |l| available_in(l, member, now))
+}
+
+/// `member`'s available points at `now`, as the wire shows them ("" for no member).
+fn available_in(ledger: &Ledger, member: Option<MemberId>, now: points_core::Timestamp) -> String {
+    member
+        .and_then(|m| ledger.balance(m, now))
+        .map(|b| points_str(b.available, ledger.spec().scale()))
+        .unwrap_or_default()
+}
+
+/// Whether the answer to `op` shows the available points of the member it was prepared
+/// for (a batch reads those for many operations at once).
+fn shows_member_available(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Redeem(_)
+            | Op::Hold(_)
+            | Op::Transfer(_)
+            | Op::Donate(_)
+            | Op::Grant(_)
+            | Op::Expire(_)
+    )
 }
 
 /// The outcome of a service record as the ledger has it now.
@@ -547,20 +579,29 @@ fn record_outcome(ledger: &Ledger, id: RecordId) -> pb::ServiceRecordOutcome {
 }
 
 /// Builds the response of an applied operation.
+///
+/// `member_available` is the prepared member's available points if the caller has read
+/// them already (see [`shows_member_available`]); otherwise they are read here.
 pub async fn respond(
     ctx: &Ctx,
     op: &Op,
     prepared: &Prepared,
     applied: &Applied,
+    member_available: Option<String>,
 ) -> Result<Res, Status> {
     let program = prepared.program;
     let receipt = Some(receipt(applied, prepared.kind));
     let member = prepared.member;
+    let mine = match member_available {
+        Some(known) => known,
+        None if shows_member_available(op) => available(ctx, program, member)?,
+        None => String::new(),
+    };
     Ok(match op {
         Op::Redeem(_) => Res::Redeem(pb::RedeemResponse {
             receipt,
             member_id: member.map(|m| m.to_string()).unwrap_or_default(),
-            available: available(ctx, program, member)?,
+            available: mine,
         }),
         Op::Hold(_) => {
             let hold = applied.entry_id();
@@ -570,7 +611,7 @@ pub async fn respond(
                 hold_id: hold.to_string(),
                 member_id: member.map(|m| m.to_string()).unwrap_or_default(),
                 expires_at: deadline.map(timestamp_to_pb),
-                available: available(ctx, program, member)?,
+                available: mine,
             })
         }
         Op::Capture(_) => {
@@ -634,7 +675,7 @@ pub async fn respond(
         }
         Op::Transfer(_) => Res::Transfer(pb::TransferResponse {
             receipt,
-            from_available: available(ctx, program, member)?,
+            from_available: mine,
         }),
         Op::RecordService(r) => {
             let entry = applied.entry_id();
@@ -661,11 +702,11 @@ pub async fn respond(
         Op::Reverse(_) => Res::Reverse(pb::ReverseResponse { receipt }),
         Op::Donate(_) => Res::Donate(pb::DonateResponse {
             receipt,
-            available: available(ctx, program, member)?,
+            available: mine,
         }),
         Op::Grant(_) => Res::Grant(pb::GrantResponse {
             receipt,
-            available: available(ctx, program, member)?,
+            available: mine,
         }),
         Op::Expire(_) => {
             let entry = entry_of(ctx, program, applied).await?;
@@ -676,7 +717,7 @@ pub async fn respond(
             Res::Expire(pb::ExpireResponse {
                 receipt,
                 expired: points_str(*amount, scale),
-                available: available(ctx, program, member)?,
+                available: mine,
             })
         }
         Op::EnrolMember(_) => Res::EnrolMember(pb::EnrolMemberResponse { receipt }),
@@ -700,7 +741,7 @@ pub async fn run(ctx: &Ctx, principal: &Principal, op: Op) -> Result<Res, Status
         prepared.kind,
     )
     .await?;
-    respond(ctx, &op, &prepared, &applied).await
+    respond(ctx, &op, &prepared, &applied, None).await
 }
 
 /// Submits one core request and counts the entry it writes: the single submission every
@@ -742,6 +783,11 @@ pub async fn write(
     Ok((receipt(&applied, kind), applied))
 }
 
+/// A batch reads the ledger under one read lock per this many operations: often enough
+/// that the writer never waits long for its write lock, seldom enough that taking the
+/// lock (and finding the programme) costs little per operation.
+const READ_CHUNK: usize = 256;
+
 /// Runs a batch: every operation is prepared, the valid ones submitted together, and one
 /// result returned per operation in order.
 pub async fn run_batch(
@@ -753,28 +799,61 @@ pub async fn run_batch(
     let error = |s: &Status| Res::Error(crate::convert::operation_error(s));
     let mut results: Vec<Option<Res>> = Vec::with_capacity(ops.len());
     let mut prepared = Vec::new();
-    for (i, op) in ops.iter().enumerate() {
-        match prepare(ctx, principal, Some(program), op) {
-            Ok(p) => {
-                results.push(None);
-                prepared.push((i, p));
+    for (chunk_index, chunk) in ops.chunks(READ_CHUNK).enumerate() {
+        let heads: Vec<_> = chunk
+            .iter()
+            .map(|op| program_and_actor(principal, Some(program), op))
+            .collect();
+        // Every head that parsed names the batch's programme.
+        let outcomes = ctx.read(program, |ledger| {
+            heads
+                .into_iter()
+                .zip(chunk)
+                .map(|(head, op)| head.and_then(|(p, actor)| prepare_in(ledger, p, actor, op)))
+                .collect::<Vec<_>>()
+        });
+        let outcomes =
+            outcomes.unwrap_or_else(|status| chunk.iter().map(|_| Err(status.clone())).collect());
+        for (offset, outcome) in outcomes.into_iter().enumerate() {
+            match outcome {
+                Ok(p) => {
+                    results.push(None);
+                    prepared.push((chunk_index * READ_CHUNK + offset, p));
+                }
+                Err(status) => results.push(Some(error(&status))),
             }
-            Err(status) => results.push(Some(error(&status))),
         }
     }
     let requests = prepared.iter().map(|(_, p)| p.request.clone()).collect();
     let applied = ctx.engine.submit_many(program, requests).await;
     crate::metrics::global().batch(prepared.len());
-    for ((i, p), outcome) in prepared.iter().zip(applied) {
-        let result = match outcome {
-            Ok(applied) => match respond(ctx, &ops[*i], p, &applied).await {
-                Ok(r) => r,
-                Err(s) => error(&s),
-            },
-            Err(e) => error(&engine_status(&e)),
-        };
-        if let Some(slot) = results.get_mut(*i) {
-            *slot = Some(result);
+    let mut outcomes = prepared.iter().zip(applied).peekable();
+    while outcomes.peek().is_some() {
+        let chunk: Vec<_> = outcomes.by_ref().take(READ_CHUNK).collect();
+        // The members' available points for the answers that show them, read together.
+        let now = ctx.now();
+        let availables = ctx
+            .read(program, |ledger| {
+                chunk
+                    .iter()
+                    .map(|((i, p), outcome)| {
+                        (outcome.is_ok() && shows_member_available(&ops[*i]))
+                            .then(|| available_in(ledger, p.member, now))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_else(|_| vec![None; chunk.len()]);
+        for (((i, p), outcome), known) in chunk.into_iter().zip(availables) {
+            let result = match outcome {
+                Ok(applied) => match respond(ctx, &ops[*i], p, &applied, known).await {
+                    Ok(r) => r,
+                    Err(s) => error(&s),
+                },
+                Err(e) => error(&engine_status(&e)),
+            };
+            if let Some(slot) = results.get_mut(*i) {
+                *slot = Some(result);
+            }
         }
     }
     results
