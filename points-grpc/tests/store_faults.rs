@@ -794,10 +794,17 @@ async fn a_panic_in_the_store_neither_hangs_nor_stops_the_programme() {
             mode: FaultMode::Panic,
             nth: 1,
         });
+        // Every answer must come within WAIT: the old engine hung here.
+        let submit = |request: Request, what: &'static str| {
+            let engine = engine.clone();
+            async move {
+                tokio::time::timeout(WAIT, engine.submit(seeded.program, request))
+                    .await
+                    .unwrap_or_else(|_| panic!("{}: {what} hung", point.name()))
+            }
+        };
         let first = redeem(0, "10");
-        let answer = tokio::time::timeout(WAIT, engine.submit(seeded.program, first.clone()))
-            .await
-            .unwrap_or_else(|_| panic!("{}: the panicked batch was never answered", point.name()));
+        let answer = submit(first.clone(), "the panicked batch").await;
         assert!(
             matches!(answer, Err(EngineError::Unavailable(_))),
             "{}: {answer:?}",
@@ -805,17 +812,13 @@ async fn a_panic_in_the_store_neither_hangs_nor_stops_the_programme() {
         );
         assert_eq!(faulty.fired(), 1);
         let second = redeem(1, "20");
-        let answer = tokio::time::timeout(WAIT, engine.submit(seeded.program, second.clone()))
-            .await
-            .unwrap_or_else(|_| panic!("{}: a write after the panic hung", point.name()));
+        let answer = submit(second.clone(), "a write after the panic").await;
         assert!(
             matches!(answer, Ok(Applied::New(_))),
             "{}: {answer:?}",
             point.name()
         );
-        let retry = tokio::time::timeout(WAIT, engine.submit(seeded.program, first.clone()))
-            .await
-            .unwrap_or_else(|_| panic!("{}: the retry hung", point.name()));
+        let retry = submit(first.clone(), "the retry").await;
         match (point, &retry) {
             (FaultPoint::BeforeAppend, Ok(Applied::New(_)))
             | (FaultPoint::AfterAppendCommit, Ok(Applied::Duplicate { .. })) => {}
