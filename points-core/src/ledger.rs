@@ -750,14 +750,14 @@ impl Ledger {
             return Err("snapshot: service record refers out of range");
         }
         let member_ok = |m: u32| (m as usize) < members;
-        let facts_ok = self.facts.items.iter().all(|(_, f)| match f {
+        let facts_ok = self.facts.entries().all(|(_, f)| match f {
             Fact::Spend { member, .. }
             | Fact::Donation { member, .. }
             | Fact::Grant { member, .. } => member_ok(*member),
             Fact::Transfer { from, to, .. } => member_ok(*from) && member_ok(*to),
             Fact::Approval { records: r, .. } => r.iter().all(|&p| (p as usize) < records),
         });
-        let holds_ok = self.holds.items.iter().all(|(_, h)| member_ok(h.member))
+        let holds_ok = self.holds.entries().all(|(_, h)| member_ok(h.member))
             && self.member_holds.keys().all(|&m| member_ok(m))
             && self.member_cards.keys().all(|&m| member_ok(m))
             && self.card_codes.values().all(|&m| member_ok(m));
@@ -772,8 +772,8 @@ impl Ledger {
         if !facts_ok || !holds_ok {
             return Err("snapshot: member index out of range");
         }
-        if !sorted(self.facts.items.iter().map(|(s, _)| *s))
-            || !sorted(self.holds.items.iter().map(|(s, _)| *s))
+        if !sorted(self.facts.entries().map(|(s, _)| *s))
+            || !sorted(self.holds.entries().map(|(s, _)| *s))
         {
             return Err("snapshot: facts out of order");
         }
@@ -2509,34 +2509,62 @@ impl Ledger {
 /// Values keyed by entry, kept in journal order.
 ///
 /// Entry ids are derived from sequence numbers, and entries that leave something to remember
-/// (holds, redemptions, approvals) arrive in sequence order, so an append-only vector
-/// searched by sequence replaces a hash map: no hashing, no rehashing, no load-factor
+/// (holds, redemptions, approvals) arrive in sequence order, so append-only vectors
+/// searched by sequence replace a hash map: no hashing, no rehashing, no load-factor
 /// slack, and appends land at the end of memory that is already warm.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+///
+/// The values are kept in chunks of at most [`BY_SEQUENCE_CHUNK`] (a chunk restored from a
+/// snapshot may be longer; one that took an out-of-order value may be too), never empty,
+/// each following the last in sequence order. One vector would grow by doubling, and each
+/// doubling copies the whole table on the writer thread: hundreds of megabytes, a pause of
+/// a few hundred milliseconds, at ten million redemptions. A new chunk is a fresh
+/// allocation that nothing has to be copied into.
+///
+/// A snapshot holds the values as one sequence, so how they are chunked never shows in it.
+#[derive(Clone, Debug)]
 pub(crate) struct BySequence<T> {
     prefix: [u8; 8],
-    items: Vec<(u64, T)>,
+    chunks: Vec<Vec<(u64, T)>>,
 }
+
+/// The most values a [`BySequence`] chunk takes by appending (64 bytes each for a
+/// redemption's fact: 4 MiB). The crate's unit tests use tiny chunks, so that their
+/// random tables cross many chunk boundaries.
+#[cfg(not(test))]
+const BY_SEQUENCE_CHUNK: usize = 1 << 16;
+#[cfg(test)]
+const BY_SEQUENCE_CHUNK: usize = 4;
 
 impl<T> BySequence<T> {
     fn new(prefix: [u8; 8]) -> Self {
         Self {
             prefix,
-            items: Vec::new(),
+            chunks: Vec::new(),
         }
     }
 
-    fn position(&self, id: &EntryId) -> Option<usize> {
-        let sequence = id.sequence_for(self.prefix)?;
-        self.items.binary_search_by_key(&sequence, |(s, _)| *s).ok()
+    /// The chunk that holds `sequence` if anything does, and where in it.
+    fn position(&self, sequence: u64) -> Option<(usize, usize)> {
+        // Chunks are non-empty and in order: the last whose first sequence is not above
+        // `sequence` is the only one that can hold it.
+        let chunk = self
+            .chunks
+            .partition_point(|c| c.first().is_some_and(|(first, _)| *first <= sequence))
+            .checked_sub(1)?;
+        let within = self.chunks[chunk]
+            .binary_search_by_key(&sequence, |(s, _)| *s)
+            .ok()?;
+        Some((chunk, within))
     }
 
     pub(crate) fn get(&self, id: &EntryId) -> Option<&T> {
-        self.position(id).map(|i| &self.items[i].1)
+        let (chunk, within) = self.position(id.sequence_for(self.prefix)?)?;
+        Some(&self.chunks[chunk][within].1)
     }
 
     fn get_mut(&mut self, id: &EntryId) -> Option<&mut T> {
-        self.position(id).map(|i| &mut self.items[i].1)
+        let (chunk, within) = self.position(id.sequence_for(self.prefix)?)?;
+        Some(&mut self.chunks[chunk][within].1)
     }
 
     /// Adds the value for `id`. Ids come in journal order; an out-of-order id (possible only
@@ -2545,21 +2573,87 @@ impl<T> BySequence<T> {
         let Some(sequence) = id.sequence_for(self.prefix) else {
             return;
         };
-        match self.items.last() {
-            Some((last, _)) if *last >= sequence => {
-                match self.items.binary_search_by_key(&sequence, |(s, _)| *s) {
-                    Ok(i) => self.items[i].1 = value,
-                    Err(i) => self.items.insert(i, (sequence, value)),
+        let last = self.chunks.last().and_then(|c| c.last()).map(|(s, _)| *s);
+        if last.is_none_or(|last| last < sequence) {
+            match self.chunks.last_mut() {
+                Some(chunk) if chunk.len() < BY_SEQUENCE_CHUNK => chunk.push((sequence, value)),
+                _ => {
+                    let mut chunk = Vec::with_capacity(BY_SEQUENCE_CHUNK);
+                    chunk.push((sequence, value));
+                    self.chunks.push(chunk);
                 }
             }
-            _ => self.items.push((sequence, value)),
+            return;
+        }
+        // Out of order: into the chunk whose range covers it, or the first if it comes
+        // before everything.
+        let chunk = self
+            .chunks
+            .partition_point(|c| c.first().is_some_and(|(first, _)| *first <= sequence))
+            .saturating_sub(1);
+        let values = &mut self.chunks[chunk];
+        match values.binary_search_by_key(&sequence, |(s, _)| *s) {
+            Ok(i) => values[i].1 = value,
+            Err(i) => values.insert(i, (sequence, value)),
         }
     }
 
+    /// Every value with its sequence number, in order.
+    fn entries(&self) -> impl Iterator<Item = &(u64, T)> + '_ {
+        self.chunks.iter().flatten()
+    }
+
     pub(crate) fn iter(&self) -> impl Iterator<Item = (EntryId, &T)> + '_ {
-        self.items
-            .iter()
+        self.entries()
             .map(|(s, v)| (EntryId::from_prefix(self.prefix, *s), v))
+    }
+
+    fn len(&self) -> usize {
+        self.chunks.iter().map(Vec::len).sum()
+    }
+}
+
+impl<T: Serialize> Serialize for BySequence<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeSeq, SerializeStruct};
+        /// The chunks as the one sequence a snapshot holds.
+        struct Flattened<'a, T>(&'a BySequence<T>);
+        impl<T: Serialize> Serialize for Flattened<'_, T> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+                for item in self.0.entries() {
+                    seq.serialize_element(item)?;
+                }
+                seq.end()
+            }
+        }
+        let mut state = serializer.serialize_struct("BySequence", 2)?;
+        state.serialize_field("prefix", &self.prefix)?;
+        state.serialize_field("items", &Flattened(self))?;
+        state.end()
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for BySequence<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        /// The form a snapshot holds.
+        #[derive(Deserialize)]
+        #[serde(rename = "BySequence")]
+        struct Stored<T> {
+            prefix: [u8; 8],
+            items: Vec<(u64, T)>,
+        }
+        let stored = Stored::<T>::deserialize(deserializer)?;
+        // The restored values stay one chunk (nothing is copied); appends start new ones.
+        let chunks = if stored.items.is_empty() {
+            Vec::new()
+        } else {
+            vec![stored.items]
+        };
+        Ok(BySequence {
+            prefix: stored.prefix,
+            chunks,
+        })
     }
 }
 
@@ -2804,5 +2898,82 @@ mod flat_tests {
             minutes: 60,
         };
         check(&RecordState::pending(record.id, 0, 0, 0, &record));
+    }
+}
+
+#[cfg(test)]
+mod by_sequence_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    const PREFIX: [u8; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
+
+    fn id(sequence: u64) -> EntryId {
+        EntryId::from_prefix(PREFIX, sequence)
+    }
+
+    /// The form `BySequence` had before it was chunked: snapshots must not change.
+    #[derive(Serialize)]
+    struct Unchunked<'a> {
+        prefix: [u8; 8],
+        items: &'a [(u64, u32)],
+    }
+
+    proptest! {
+        /// Appends (mostly), out-of-order inserts, updates and snapshot round trips,
+        /// checked after every step against a sorted map.
+        #[test]
+        fn by_sequence_matches_a_sorted_map(
+            ops in prop::collection::vec((0u8..10, 0u64..40, any::<u32>()), 0..200)
+        ) {
+            let mut table = BySequence::<u32>::new(PREFIX);
+            let mut model: BTreeMap<u64, u32> = BTreeMap::new();
+            let mut next = 0u64;
+            for (kind, back, value) in ops {
+                let earlier = next.saturating_sub(back);
+                match kind {
+                    0..=4 => {
+                        next += 1 + back % 3;
+                        table.insert(id(next), value);
+                        model.insert(next, value);
+                    }
+                    5 | 6 => {
+                        table.insert(id(earlier), value);
+                        model.insert(earlier, value);
+                    }
+                    7 => {
+                        if let Some(v) = table.get_mut(&id(earlier)) {
+                            *v = value;
+                        }
+                        if let Some(v) = model.get_mut(&earlier) {
+                            *v = value;
+                        }
+                    }
+                    8 => {
+                        let bytes = postcard::to_allocvec(&table).unwrap();
+                        let items: Vec<(u64, u32)> = model.iter().map(|(k, v)| (*k, *v)).collect();
+                        let unchunked = Unchunked { prefix: PREFIX, items: &items };
+                        prop_assert_eq!(&bytes, &postcard::to_allocvec(&unchunked).unwrap());
+                        table = postcard::from_bytes(&bytes).unwrap();
+                    }
+                    _ => {}
+                }
+                prop_assert!(table.chunks.iter().all(|c| !c.is_empty()));
+                prop_assert_eq!(table.len(), model.len());
+                for s in [earlier, earlier + 1, next, next + 1] {
+                    prop_assert_eq!(table.get(&id(s)).copied(), model.get(&s).copied());
+                }
+                // An id of another programme (another prefix) is never found.
+                prop_assert!(table.get(&EntryId::from_prefix([9; 8], next)).is_none());
+                let listed: Vec<(u64, u32)> = table
+                    .iter()
+                    .map(|(i, v)| (i.sequence_for(PREFIX).unwrap(), *v))
+                    .collect();
+                let expected: Vec<(u64, u32)> = model.iter().map(|(k, v)| (*k, *v)).collect();
+                prop_assert_eq!(listed, expected);
+            }
+        }
     }
 }
