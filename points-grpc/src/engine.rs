@@ -308,10 +308,27 @@ async fn catch_up(
     }
 }
 
+/// The checkpoint a programme was loaded from: where its writer counts the next one from,
+/// and how big the next snapshot's buffer starts. Zero for none.
+#[derive(Clone, Copy, Debug, Default)]
+struct CheckpointMark {
+    next_sequence: u64,
+    bytes: usize,
+}
+
 /// Loads a programme: the latest checkpoint plus the journal after it (whose chain is
 /// verified), or the whole journal when there is no usable checkpoint.
 async fn load_ledger(store: &dyn Store, program: ProgramId) -> Result<Ledger, LoadError> {
+    Ok(load_program(store, program).await?.0)
+}
+
+/// [`load_ledger`], and the checkpoint it started from.
+async fn load_program(
+    store: &dyn Store,
+    program: ProgramId,
+) -> Result<(Ledger, CheckpointMark), LoadError> {
     let mut ledger = None;
+    let mut mark = CheckpointMark::default();
     if let Some(cp) = store.latest_checkpoint(program).await? {
         match Ledger::from_snapshot(&cp.snapshot) {
             Ok(l)
@@ -319,7 +336,11 @@ async fn load_ledger(store: &dyn Store, program: ProgramId) -> Result<Ledger, Lo
                     && l.head_hash() == cp.head_hash
                     && l.spec().id() == program =>
             {
-                ledger = Some(l)
+                ledger = Some(l);
+                mark = CheckpointMark {
+                    next_sequence: cp.next_sequence,
+                    bytes: cp.snapshot.len(),
+                };
             }
             Ok(_) => {
                 tracing::warn!(%program, "checkpoint does not match its head; replaying the whole journal")
@@ -340,7 +361,7 @@ async fn load_ledger(store: &dyn Store, program: ProgramId) -> Result<Ledger, Lo
         }
     };
     catch_up(&mut ledger, store, program, None).await?;
-    Ok(ledger)
+    Ok((ledger, mark))
 }
 
 fn all_failed(n: usize, e: &EngineError) -> Vec<Result<Applied, EngineError>> {
@@ -401,11 +422,11 @@ impl Engine {
             .map_err(|e| anyhow::anyhow!("cannot list programmes: {e}"))?;
         for id in ids {
             let started = std::time::Instant::now();
-            let ledger = load_ledger(&*engine.inner.store, id)
+            let (ledger, mark) = load_program(&*engine.inner.store, id)
                 .await
                 .map_err(|e| anyhow::anyhow!("programme {id}: cannot load the journal: {e}"))?;
             tracing::info!(program = %id, entries = ledger.next_sequence(), ms = started.elapsed().as_millis() as u64, "programme loaded");
-            engine.install(ledger);
+            engine.install(ledger, mark);
         }
         if engine.inner.store.shared() {
             let weak = Arc::downgrade(&engine.inner);
@@ -434,8 +455,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Registers a loaded ledger and starts its writer.
-    fn install(&self, ledger: Ledger) -> Arc<Program> {
+    /// Registers a loaded ledger and starts its writer. `checkpointed` is the checkpoint the
+    /// ledger was loaded from.
+    fn install(&self, ledger: Ledger, checkpointed: CheckpointMark) -> Arc<Program> {
         let id = ledger.spec().id();
         let spec = ledger.spec().clone();
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
@@ -471,6 +493,7 @@ impl Engine {
             store: self.inner.store.clone(),
             runtime: self.inner.runtime.clone(),
             options: self.inner.options.clone(),
+            checkpointed,
         };
         let spawned = std::thread::Builder::new()
             .name(format!("points-writer-{id}"))
@@ -525,8 +548,8 @@ impl Engine {
         if first.is_empty() {
             return Err(EngineError::UnknownProgram);
         }
-        let ledger = load_ledger(&*self.inner.store, id).await?;
-        Ok(self.install(ledger))
+        let (ledger, mark) = load_program(&*self.inner.store, id).await?;
+        Ok(self.install(ledger, mark))
     }
 
     /// Creates a programme. Idempotent on `request_id`: a retry answers with the genesis
@@ -565,13 +588,13 @@ impl Engine {
                     .map_err(store_error)?
                 {
                     None => {
-                        self.install(ledger);
+                        self.install(ledger, CheckpointMark::default());
                         return Ok(Applied::New(genesis));
                     }
                     Some(existing) => {
                         // Another server created it first: serve it from the store.
-                        let ledger = load_ledger(&*self.inner.store, id).await?;
-                        self.install(ledger);
+                        let (ledger, mark) = load_program(&*self.inner.store, id).await?;
+                        self.install(ledger, mark);
                         Some(existing)
                     }
                 }
@@ -999,6 +1022,8 @@ struct Writer {
     store: Arc<dyn Store>,
     runtime: tokio::runtime::Handle,
     options: EngineOptions,
+    /// The checkpoint the ledger was loaded from.
+    checkpointed: CheckpointMark,
 }
 
 /// The most decided batches waiting for the committer (single-writer stores). While one
@@ -1605,18 +1630,13 @@ struct Checkpoints {
 }
 
 impl Checkpoints {
+    /// Counts from the checkpoint the ledger was loaded from (reading the store's latest
+    /// again would read and check hundreds of megabytes a second time at start-up).
     fn new(writer: &Writer) -> Self {
-        let (last, last_bytes) = match writer
-            .runtime
-            .block_on(writer.store.latest_checkpoint(writer.state.id))
-        {
-            Ok(Some(cp)) => (cp.next_sequence, cp.snapshot.len()),
-            _ => (0, 0),
-        };
         Checkpoints {
-            last,
+            last: writer.checkpointed.next_sequence,
             storing: None,
-            last_bytes: Arc::new(AtomicUsize::new(last_bytes)),
+            last_bytes: Arc::new(AtomicUsize::new(writer.checkpointed.bytes)),
         }
     }
 
