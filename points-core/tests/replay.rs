@@ -95,6 +95,13 @@ fn named_sequence(error: &ReplayError) -> Option<u64> {
 fn assert_caught_at(journal: &[Entry], sequence: u64, what: &str) {
     let error = Ledger::replay(journal).expect_err(what);
     assert_eq!(named_sequence(&error), Some(sequence), "{what}: {error}");
+    // Resuming with `replay_all` stops at the same entry, with every entry before it applied.
+    if sequence > 0 {
+        let mut resumed = Ledger::replay(&journal[..1]).unwrap();
+        let error = resumed.replay_all(&journal[1..]).expect_err(what);
+        assert_eq!(named_sequence(&error), Some(sequence), "{what}: {error}");
+        assert_eq!(resumed.next_sequence(), sequence, "{what}: replay_all");
+    }
     let report = audit(journal, None);
     assert!(
         report
@@ -136,6 +143,10 @@ fn replay_and_snapshots_reproduce_the_ledger() {
                 restored.replay_one(entry).unwrap();
             }
             prop_assert_eq!(&observe(&restored, now, &holds), &live);
+            // The same, the rest in one `replay_all` (which takes entries in groups).
+            let mut resumed = Ledger::from_snapshot(&snapshot).unwrap();
+            resumed.replay_all(&run.journal[snapshot_len..]).unwrap();
+            prop_assert_eq!(&observe(&resumed, now, &holds), &live);
 
             // A snapshot keeps the request fingerprints: retries, reused ids and new requests
             // are answered exactly as the live ledger answers them.
@@ -345,4 +356,147 @@ fn corrupt_snapshots_are_refused_or_harmless() {
             },
         )
         .unwrap();
+}
+
+/// The hash chain is a stored format: a journal written by one version must verify under
+/// every later one. This journal (fixed ids, times and commands covering names, card codes,
+/// decimal amounts, holds, refunds, transfers, reversals and a batch) must keep the head
+/// hash it had when the chain format was fixed; a change to how entries are encoded or
+/// hashed fails here before it reaches anyone's data.
+#[test]
+fn a_fixed_journal_keeps_its_head_hash() {
+    const EXPECTED: &str = "148500e69928b9a4edb207f8c0e03116b6b36710b9685588425e9e3e74e36597";
+    let admin = Actor::Admin {
+        id: ActorId::from_u128(1).unwrap(),
+    };
+    let cafe = MerchantId::from_u128(20).unwrap();
+    let till = Actor::Merchant {
+        id: ActorId::from_u128(2).unwrap(),
+        merchant: cafe,
+    };
+    let community = OrgUnitId::from_u128(10).unwrap();
+    let patrol = ActivityId::from_u128(30).unwrap();
+    let member = |i: u128| MemberId::from_u128(1_000 + i).unwrap();
+    let amount = |text: &str| -> Amount { text.parse().unwrap() };
+    let mut now = Timestamp::from_millis(1_790_000_000_000);
+    let spec = ProgramSpec::new(
+        ProgramId::from_u128(0xbe7c).unwrap(),
+        "Donghu volunteer points",
+        "points",
+        Scale::new(2).unwrap(),
+    )
+    .with_expiry(ExpiryPolicy::EndOfYear { years_after: 1 });
+    let (mut ledger, genesis) =
+        Ledger::open(spec, RequestId::from_u128(1).unwrap(), admin, now).unwrap();
+    let mut journal = vec![genesis];
+    let mut next_request = 1u128;
+    let mut apply = |ledger: &mut Ledger, actor: Actor, command: Command, now: Timestamp| {
+        next_request += 1;
+        let request = Request {
+            request_id: RequestId::from_u128(next_request).unwrap(),
+            actor,
+            command,
+        };
+        match ledger.apply(&request, now).unwrap() {
+            Applied::New(entry) => {
+                journal.push(entry.clone());
+                entry
+            }
+            other => panic!("not a new entry: {other:?}"),
+        }
+    };
+    let setup = [
+        Command::CreateOrgUnit {
+            id: community,
+            parent: None,
+            name: "Donghu community, a name longer than sixteen bytes".into(),
+            level: OrgLevel::Community,
+        },
+        Command::RegisterMerchant {
+            id: cafe,
+            org_unit: community,
+            name: "Corner cafe".into(),
+            kind: MerchantKind::Partner,
+        },
+        Command::DefineActivity(ActivityInput {
+            id: patrol,
+            org_unit: community,
+            name: "Evening patrol".into(),
+            category: "patrol".into(),
+            rule: RuleInput::PerHour("10.5".parse().unwrap()),
+            coefficient: "1.2".parse().unwrap(),
+            max_minutes_per_occasion: None,
+            daily_points_cap: None,
+            time_kind: TimeKind::Credit,
+        }),
+    ];
+    for command in setup {
+        apply(&mut ledger, admin, command, now);
+    }
+    for i in 0..3 {
+        let card_code = (i == 1).then(|| "CARD-0001".to_owned());
+        let command = Command::EnrolMember {
+            id: member(i),
+            home: community,
+            kind: MemberKind::Resident,
+            dual_registration: i == 2,
+            card_code,
+        };
+        apply(&mut ledger, admin, command, now);
+    }
+    let records = (0..3)
+        .map(|i| ServiceInput {
+            member: member(i),
+            activity: patrol,
+            org_unit: community,
+            started_at: now.saturating_add_millis(-36_000_000),
+            minutes: 90 + 60 * i as u32,
+        })
+        .collect();
+    let recorded = apply(&mut ledger, admin, Command::RecordService { records }, now);
+    let Event::ServiceRecorded { records } = recorded.event() else {
+        panic!("not a recording")
+    };
+    let records = records.iter().map(|r| r.id).collect();
+    apply(&mut ledger, admin, Command::ApproveService { records }, now);
+    now = now.saturating_add_millis(60_000);
+    let redeem = Command::Redeem {
+        member: member(0),
+        merchant: cafe,
+        amount: amount("3.25"),
+    };
+    let redeemed = apply(&mut ledger, till, redeem, now);
+    let hold = Command::PlaceHold {
+        member: member(1),
+        merchant: cafe,
+        amount: amount("5"),
+        ttl_ms: 600_000,
+    };
+    let held = apply(&mut ledger, till, hold, now);
+    now = now.saturating_add_millis(1_000);
+    let capture = Command::CaptureHold {
+        hold: held.id(),
+        amount: Some(amount("4.01")),
+    };
+    apply(&mut ledger, till, capture, now);
+    let refund = Command::Refund {
+        entry: redeemed.id(),
+        amount: amount("1.25"),
+    };
+    apply(&mut ledger, till, refund, now);
+    let transfer = Command::Transfer {
+        from: member(2),
+        to: member(0),
+        amount: amount("2.5"),
+    };
+    let transferred = apply(&mut ledger, admin, transfer, now);
+    let reverse = Command::Reverse {
+        entry: transferred.id(),
+        reason: "entered against the wrong member".into(),
+    };
+    apply(&mut ledger, admin, reverse, now);
+
+    assert_eq!(ledger.head_hash().to_string(), EXPECTED);
+    let replayed = Ledger::replay(&journal).unwrap();
+    assert_eq!(replayed.head_hash(), ledger.head_hash());
 }
