@@ -323,35 +323,51 @@ fn snapshot_restore(what: &str, ledger: &Ledger) {
     );
 }
 
-/// (a) Redemptions into the city ledger.
+/// (a) Redemptions into the city ledger: one `apply` at a time, and in groups of eight
+/// hinted with `Ledger::prefetch` first, as the server applies a batch.
 fn redeem(c: &mut Criterion, base: &Builder) {
     let n = members();
     let mut group = c.benchmark_group("core");
     group.throughput(Throughput::Elements(1));
-    let mut ledger = base.ledger.clone();
-    let mut ids = Ids(1u128 << 64);
-    let mut next = 0usize;
     let amount: Amount = "0.01".parse().unwrap();
     let now = base.now;
-    group.bench_function("redeem", |bench| {
-        bench.iter_custom(|iters| {
-            let started = Watch::start();
-            for _ in 0..iters {
-                let request = Request {
-                    request_id: ids.next(),
-                    actor: till(),
-                    command: Command::Redeem {
-                        member: member(next % n),
-                        merchant: cafe(),
-                        amount,
-                    },
-                };
-                next += 1;
-                black_box(ledger.apply(&request, now).unwrap());
-            }
-            started.elapsed()
-        })
-    });
+    for (name, hinted) in [("redeem", 1), ("redeem_batched", 8)] {
+        let mut ledger = base.ledger.clone();
+        let mut ids = Ids(1u128 << 64);
+        let mut next = 0usize;
+        group.bench_function(name, |bench| {
+            bench.iter_custom(|iters| {
+                let mut requests = Vec::with_capacity(hinted);
+                let started = Watch::start();
+                let mut left = iters as usize;
+                while left > 0 {
+                    requests.clear();
+                    for _ in 0..hinted.min(left) {
+                        requests.push(Request {
+                            request_id: ids.next(),
+                            actor: till(),
+                            command: Command::Redeem {
+                                member: member(next % n),
+                                merchant: cafe(),
+                                amount,
+                            },
+                        });
+                        next += 1;
+                    }
+                    left -= requests.len();
+                    if hinted > 1 {
+                        for request in &requests {
+                            ledger.prefetch(request);
+                        }
+                    }
+                    for request in &requests {
+                        black_box(ledger.apply(request, now).unwrap());
+                    }
+                }
+                started.elapsed()
+            })
+        });
+    }
     group.finish();
 }
 

@@ -633,10 +633,81 @@ impl Ledger {
         }
         let mut ledger = Ledger::empty((**spec).clone());
         ledger.replay_one(first)?;
-        for entry in entries {
-            ledger.replay_one(entry)?;
-        }
+        ledger.replay_all(entries)?;
         Ok(ledger)
+    }
+
+    /// [`Ledger::replay_one`] for each entry in turn, stopping at the first fault (the
+    /// entries before it stay applied). Faster than calling `replay_one` in a loop: it
+    /// takes the entries in groups and starts loading the index slots a whole group will
+    /// need before folding any of it, so that at a million members those cache misses
+    /// overlap instead of each stalling the replay in turn.
+    pub fn replay_all<'a>(
+        &mut self,
+        entries: impl IntoIterator<Item = &'a Entry>,
+    ) -> Result<(), ReplayError> {
+        let mut group: SmallVec<[&Entry; LOOKAHEAD]> = SmallVec::new();
+        let mut entries = entries.into_iter().peekable();
+        // One request slot per entry.
+        self.requests.reserve(entries.size_hint().0);
+        while entries.peek().is_some() {
+            group.clear();
+            group.extend(entries.by_ref().take(LOOKAHEAD));
+            for entry in &group {
+                self.touch_event(entry.event());
+            }
+            for entry in &group {
+                self.replay_one(entry)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts loading the index slots that folding `event` will read. Only a hint: it
+    /// changes nothing, and a wrong or hostile event costs nothing but a wasted load.
+    fn touch_event(&self, event: &Event) {
+        let member = |id: &MemberId| self.members.touch(id.uuid().as_u128());
+        match event {
+            Event::MemberEnrolled { id, .. }
+            | Event::MemberUpdated { id, .. }
+            | Event::MemberMoved { id, .. } => member(id),
+            Event::Redeemed { member: m, .. }
+            | Event::HoldPlaced { member: m, .. }
+            | Event::HoldCaptured { member: m, .. }
+            | Event::HoldReleased { member: m, .. }
+            | Event::Refunded { member: m, .. }
+            | Event::Donated { member: m, .. }
+            | Event::Granted { member: m, .. }
+            | Event::Expired { member: m, .. } => member(m),
+            Event::Transferred { from, to, .. } => {
+                member(from);
+                member(to);
+            }
+            // A batch's own fold loads ahead within the batch.
+            _ => {}
+        }
+    }
+
+    /// Starts loading the index slots that applying `request` will read: the request id's
+    /// slot and, for a redemption or hold, the member's. Only a hint; it changes nothing.
+    ///
+    /// For a caller that applies a batch: at a million members each of those lookups is a
+    /// cache miss that stalls `apply`. Hinting a group of about eight requests and then
+    /// applying them lets the group's misses overlap, which makes redemptions in batches
+    /// markedly faster than one at a time (see the core benchmark).
+    pub fn prefetch(&self, request: &Request) {
+        self.requests.touch(request.request_id.uuid().as_u128());
+        match &request.command {
+            Command::Redeem { member, .. } | Command::PlaceHold { member, .. } => {
+                self.members.touch(member.uuid().as_u128());
+            }
+            Command::ApproveService { records } => {
+                if let Some(first) = records.first() {
+                    self.records.touch(first.uuid().as_u128());
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Applies one stored entry after checking that it follows on: the next sequence
@@ -816,18 +887,7 @@ impl Ledger {
         // are cache (and TLB) misses; start the loads now so that they overlap each other
         // and the fingerprint.
         self.requests.index_all();
-        self.requests.touch(request.request_id.uuid().as_u128());
-        match &request.command {
-            Command::Redeem { member, .. } | Command::PlaceHold { member, .. } => {
-                self.members.touch(member.uuid().as_u128());
-            }
-            Command::ApproveService { records } => {
-                if let Some(first) = records.first() {
-                    self.records.touch(first.uuid().as_u128());
-                }
-            }
-            _ => {}
-        }
+        self.prefetch(request);
         let print = fingerprint(&request.actor, &request.command);
         if let Some(sequence) = self.requests.position(request.request_id.uuid().as_u128()) {
             let stored = self.requests.items()[sequence].print;
@@ -2100,7 +2160,13 @@ impl Ledger {
 
     fn apply_awards(&mut self, awards: &[Award], sign: i64) {
         let offset = self.spec.utc_offset_minutes();
-        for award in awards {
+        for (i, award) in awards.iter().enumerate() {
+            // Start the next group's record lookups together, so that their misses overlap.
+            if i % LOOKAHEAD == 0 {
+                for ahead in awards.iter().skip(i).take(LOOKAHEAD) {
+                    self.records.touch(ahead.record.uuid().as_u128());
+                }
+            }
             // The record knows its member's index; the award's member id is what counts
             // (a hostile journal may disagree), so it is checked against it.
             let record = self.records.position(award.record.uuid().as_u128());
@@ -2281,8 +2347,14 @@ impl Ledger {
                 );
             }
             Event::ServiceRecorded { records } => {
-                for record in records {
-                    self.add_record(record);
+                for group in records.chunks(LOOKAHEAD) {
+                    for record in group {
+                        self.members.touch(record.member.uuid().as_u128());
+                        self.records.touch(record.id.uuid().as_u128());
+                    }
+                    for record in group {
+                        self.add_record(record);
+                    }
                 }
             }
             Event::ServiceApproved { awards } => {
@@ -2834,6 +2906,11 @@ impl Flat for RecordState {
         })
     }
 }
+
+/// How many entries, or items of a batch, ahead of the one being folded replay starts
+/// loading index slots. Enough to keep several cache misses in flight; few enough that the
+/// slots are still cached when their turn comes.
+const LOOKAHEAD: usize = 8;
 
 /// The tag at the start of a snapshot; a change of the state's layout changes it.
 const SNAPSHOT_FORMAT: [u8; 8] = *b"ptsnap02";

@@ -546,6 +546,12 @@ impl<T: HasKey> Log<T> {
         self.items.push(value);
     }
 
+    /// Makes room for at least `additional` more values (a replay that knows how many
+    /// entries follow grows the table once instead of by repeated doubling).
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        self.items.reserve(additional);
+    }
+
     /// Appends a value and indexes it at once if the index is up to date (the slot is
     /// usually in cache from the lookup that preceded it).
     pub(crate) fn push_indexed(&mut self, value: T) {
