@@ -920,6 +920,15 @@ impl Ledger {
         fingerprint(&request.actor, &request.command)
     }
 
+    /// The fingerprint kept for the request of entry `sequence`: for an entry this ledger
+    /// applied, what [`Ledger::request_fingerprint`] gives for its request, without
+    /// encoding and hashing the request again; for a replayed entry, the restored one or
+    /// [`Ledger::UNKNOWN_FINGERPRINT`]. `None` past the journal's end.
+    pub fn fingerprint_of(&self, sequence: u64) -> Option<u64> {
+        let position = usize::try_from(sequence).ok()?;
+        self.requests.items().get(position).map(|slot| slot.print)
+    }
+
     /// Restores the fingerprint of a replayed request, so that a retry with a different
     /// command after a restart is still refused.
     pub fn restore_fingerprint(&mut self, request_id: RequestId, print: u64) {

@@ -500,3 +500,47 @@ fn a_fixed_journal_keeps_its_head_hash() {
     let replayed = Ledger::replay(&journal).unwrap();
     assert_eq!(replayed.head_hash(), ledger.head_hash());
 }
+
+/// `fingerprint_of` gives what a store must persist beside each entry: the fingerprint of
+/// the request that was applied, the unknown marker after a replay, and what a store
+/// restored after that.
+#[test]
+fn the_kept_fingerprint_is_the_requests() {
+    let admin = Actor::Admin {
+        id: ActorId::from_u128(1).unwrap(),
+    };
+    let now = Timestamp::from_millis(1_790_000_000_000);
+    let spec = ProgramSpec::new(
+        ProgramId::from_u128(7).unwrap(),
+        "Points",
+        "points",
+        Scale::new(2).unwrap(),
+    );
+    let (mut ledger, genesis) =
+        Ledger::open(spec, RequestId::from_u128(1).unwrap(), admin, now).unwrap();
+    let request = Request {
+        request_id: RequestId::from_u128(2).unwrap(),
+        actor: admin,
+        command: Command::CreateOrgUnit {
+            id: OrgUnitId::from_u128(10).unwrap(),
+            parent: None,
+            name: "Donghu".into(),
+            level: OrgLevel::Community,
+        },
+    };
+    let Applied::New(entry) = ledger.apply(&request, now).unwrap() else {
+        panic!("not a new entry")
+    };
+    let print = Ledger::request_fingerprint(&request);
+    assert_eq!(ledger.fingerprint_of(entry.sequence()), Some(print));
+    assert_eq!(ledger.fingerprint_of(entry.sequence() + 1), None);
+    assert_eq!(ledger.fingerprint_of(u64::MAX), None);
+
+    let mut replayed = Ledger::replay([&genesis, &entry]).unwrap();
+    assert_eq!(
+        replayed.fingerprint_of(entry.sequence()),
+        Some(Ledger::UNKNOWN_FINGERPRINT)
+    );
+    replayed.restore_fingerprint(request.request_id, print);
+    assert_eq!(replayed.fingerprint_of(entry.sequence()), Some(print));
+}

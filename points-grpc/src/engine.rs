@@ -1616,9 +1616,13 @@ fn decide(
         for (request, at) in group {
             answers.push(match ledger.apply(request, *at) {
                 Ok(Applied::New(entry)) => {
+                    // The ledger kept the fingerprint it just computed for this request.
+                    let fingerprint = ledger
+                        .fingerprint_of(entry.sequence())
+                        .unwrap_or_else(|| Ledger::request_fingerprint(request));
                     fresh.push(StoredEntry {
                         entry: entry.clone(),
-                        fingerprint: Ledger::request_fingerprint(request),
+                        fingerprint,
                     });
                     Ok(Applied::New(entry))
                 }
