@@ -10,6 +10,9 @@
 //!   `/proc/self/statm`) is printed to stdout.
 //! - `snapshot`/`restore` lines: `Ledger::snapshot` and `Ledger::from_snapshot` of the city
 //!   ledger, and of the replay ledger (setup plus one redemption per member), best of three.
+//! - A `longest applies` line: the longest single `Ledger::apply` calls (wall clock) while
+//!   redemptions grow the city ledger's journal past several doublings of its request
+//!   table, about 8 s; `POINTS_BENCH_SKIP_STALLS=1` leaves it out.
 //!
 //! Run with `cargo bench -p points-bench --bench core -- --sample-size 10`. Set
 //! `POINTS_BENCH_MEMBERS` to use a smaller ledger for a quick try, and
@@ -371,6 +374,60 @@ fn redeem(c: &mut Criterion, base: &Builder) {
     group.finish();
 }
 
+/// (e) The longest single `apply` calls while the city ledger's journal grows to
+/// `POINTS_BENCH_STALL_ENTRIES` entries (default 12,700,000, past the request table's
+/// doublings at about 1.6, 3.1, 6.3 and 12.6 million), each timed with the wall clock,
+/// printed. A server's writer applies one request at a time, so the longest apply is how
+/// long every till can be kept waiting by the ledger's own growth.
+fn longest_applies(base: &Builder) {
+    let target: u64 = std::env::var("POINTS_BENCH_STALL_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12_700_000);
+    let n = members();
+    let mut ledger = base.ledger.clone();
+    let from = ledger.next_sequence();
+    let mut ids = Ids(3u128 << 64);
+    let amount: Amount = "0.01".parse().unwrap();
+    let mut longest: Vec<(Duration, u64)> = Vec::new();
+    let mut over_1ms = Duration::ZERO;
+    let started = Instant::now();
+    let mut next = 0usize;
+    while ledger.next_sequence() < target {
+        let request = Request {
+            request_id: ids.next(),
+            actor: till(),
+            command: Command::Redeem {
+                member: member(next % n),
+                merchant: cafe(),
+                amount,
+            },
+        };
+        next += 1;
+        let at = ledger.next_sequence();
+        let call = Instant::now();
+        black_box(ledger.apply(&request, base.now).unwrap());
+        let took = call.elapsed();
+        if took > Duration::from_millis(1) {
+            over_1ms += took;
+            longest.push((took, at));
+        }
+    }
+    longest.sort_by(|a, b| b.cmp(a));
+    let top: Vec<String> = longest
+        .iter()
+        .take(5)
+        .map(|(took, at)| format!("{took:.1?} at entry {at}"))
+        .collect();
+    println!(
+        "longest applies while the journal grew from {from} to {} entries in {:.1?}: {}; {} applies over 1 ms, {over_1ms:.1?} in all",
+        ledger.next_sequence(),
+        started.elapsed(),
+        top.join(", "),
+        longest.len(),
+    );
+}
+
 /// (b) Approvals of one pre-recorded record each into the city ledger.
 fn approve(c: &mut Criterion, base: &Builder) {
     let n = members();
@@ -471,6 +528,9 @@ fn main() {
         started.elapsed()
     );
     snapshot_restore("city", &base.ledger);
+    if std::env::var_os("POINTS_BENCH_SKIP_STALLS").is_none() {
+        longest_applies(&base);
+    }
     redeem(&mut c, &base);
     approve(&mut c, &base);
     drop(base);
