@@ -747,7 +747,8 @@ impl Ledger {
     ///
     /// The big tables (members, service records, request ids) are flat little-endian byte
     /// strings, so restoring them is a copy and a bounds-checked parse, not a rebuild of
-    /// hash maps. The bytes begin with a format tag: a snapshot of another format is refused
+    /// hash maps. The bytes begin with a format tag: a snapshot of the format before this
+    /// one restores with its id indexes rebuilt, and one of any other format is refused
     /// by [`Ledger::from_snapshot`] (a server then replays the whole journal).
     pub fn snapshot(&self) -> Vec<u8> {
         self.snapshot_with_capacity(0)
@@ -770,9 +771,13 @@ impl Ledger {
     /// inconsistent bytes, or a snapshot of another format, are an error, never a panic.
     pub fn from_snapshot(bytes: &[u8]) -> Result<Ledger, crate::entry::DecodeError> {
         let error = |m: &str| crate::entry::DecodeError::new(m.to_owned());
-        let (format, ledger): ([u8; 8], Ledger) = postcard::from_bytes(bytes)
+        let (format, mut ledger): ([u8; 8], Ledger) = postcard::from_bytes(bytes)
             .map_err(|e| crate::entry::DecodeError::new(e.to_string()))?;
-        if format != SNAPSHOT_FORMAT {
+        if format == PREVIOUS_SNAPSHOT_FORMAT {
+            // The same state with id indexes of another slot layout: rebuild them.
+            ledger.members.reindex();
+            ledger.records.reindex();
+        } else if format != SNAPSHOT_FORMAT {
             return Err(error("snapshot of another format"));
         }
         ledger.check_restored().map_err(error)?;
@@ -2922,7 +2927,11 @@ impl Flat for RecordState {
 const LOOKAHEAD: usize = 8;
 
 /// The tag at the start of a snapshot; a change of the state's layout changes it.
-const SNAPSHOT_FORMAT: [u8; 8] = *b"ptsnap02";
+const SNAPSHOT_FORMAT: [u8; 8] = *b"ptsnap03";
+
+/// The format before: the same state, but id indexes whose slots kept 24 bits of the id's
+/// hash apart from where it starts. Restoring one rebuilds the indexes.
+const PREVIOUS_SNAPSHOT_FORMAT: [u8; 8] = *b"ptsnap02";
 
 /// The fingerprint slot of a request replayed from storage, before the store restores the
 /// real one. A retry of such a request is answered as a duplicate.

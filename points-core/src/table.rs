@@ -4,9 +4,10 @@
 //! volunteer per occasion and a request id per journal entry. Hash maps of those cost a
 //! 16-byte key plus the value plus load-factor slack per element, and decode from a snapshot
 //! one insert (and one rehash) at a time. Here the values live in dense vectors in the order
-//! they were added, and [`IdIndex`] maps an id to a position with 8-byte slots: a 24-bit tag
-//! of the id's hash and the position. The id itself is read back from the dense vector only
-//! when a tag matches, so a miss (a new request id, the common case) touches one slot.
+//! they were added, and [`IdIndex`] maps an id to a position with 8-byte slots: the id's
+//! hash with its low bits replaced by the position. The id itself is read back from the
+//! dense vector only when the stored hash bits match, so a miss (a new request id, the
+//! common case) touches one slot, and the table doubles in one sequential pass.
 //!
 //! Both serialise as flat little-endian byte strings ([`Flat`]), so restoring a snapshot
 //! copies them rather than rebuilding them. Decoding is checked: a truncated or malformed
@@ -18,11 +19,13 @@ use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// Bits of a slot that hold the position plus one (zero is an empty slot).
-const POSITION_BITS: u32 = 40;
-const POSITION_MASK: u64 = (1 << POSITION_BITS) - 1;
-/// The largest position an index can hold (about 10^12).
-pub(crate) const MAX_POSITION: usize = (POSITION_MASK - 1) as usize;
+/// The most slots an index has: a slot keeps the top `64 - bits` bits of its id's hash
+/// beside the position (in the low `bits` bits), and a doubling must still find the next
+/// bit of the hash there, which needs `bits` ≤ 32.
+const MAX_BITS: u32 = 32;
+/// The largest position an index can hold (about 3.2 × 10^9): three quarters of the most
+/// slots, less one so that the position plus one stays below the slot count.
+pub(crate) const MAX_POSITION: usize = (3 << 30) - 2;
 
 fn folded_multiply(a: u64, b: u64) -> u64 {
     let full = u128::from(a) * u128::from(b);
@@ -39,9 +42,19 @@ pub(crate) fn hash_id(key: u128) -> u64 {
 
 /// An open-addressing (linear probing) index from 128-bit ids to positions in a dense
 /// vector that holds the ids. Never shrinks; entries are never removed.
+///
+/// A table of `2^bits` slots keeps in each slot the id's hash with its low `bits` bits
+/// replaced by the position plus one (zero is an empty slot). An id's first slot is the top
+/// `bits` bits of its hash, so a slot's value alone says where it belongs, in this table and
+/// in one twice the size: doubling is one pass over the old slots in order, writing the new
+/// table nearly in order, without reading an id back. (Re-inserting every id by its hash
+/// costs a cache miss per id; at each doubling of a journal of millions of entries that
+/// stalled every write for up to a second.) The `64 - 2 × bits` stored hash bits beside the
+/// first slot's tell almost all ids that start at the same slot apart, so a lookup reads an
+/// id back, nearly always, only for the id it is looking for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct IdIndex {
-    /// Empty, or a power of two of slots.
+    /// Empty, or a power of two of slots, at most `2^MAX_BITS`.
     slots: Vec<u64>,
     len: usize,
 }
@@ -52,18 +65,39 @@ impl IdIndex {
         self.len
     }
 
-    fn tag(hash: u64) -> u64 {
-        (hash & 0xff_ffff) << POSITION_BITS
+    /// The slot count's log2 (zero when empty).
+    fn bits(&self) -> u32 {
+        self.slots.len().trailing_zeros()
     }
 
-    /// The first slot to probe for `hash` in a table of `2^bits` slots.
-    fn start(&self, hash: u64) -> usize {
-        let bits = self.slots.len().trailing_zeros();
+    /// The low `bits` bits of a slot, which hold the position plus one.
+    fn low_mask(bits: u32) -> u64 {
+        (1u64 << bits.min(MAX_BITS)) - 1
+    }
+
+    /// The slot for `hash` at `position` in a table of `2^bits` slots.
+    fn value(hash: u64, position: usize, bits: u32) -> u64 {
+        (hash & !Self::low_mask(bits)) | (position as u64 + 1)
+    }
+
+    /// The first slot to probe for a hash, or for a slot (they share the top bits), in a
+    /// table of `2^bits` slots.
+    fn home(hash: u64, bits: u32) -> usize {
         if bits == 0 {
             0
         } else {
             (hash >> (64 - bits)) as usize
         }
+    }
+
+    /// The fewest slots (a power of two, at least 16) that hold `count` ids at most three
+    /// quarters full (so positions below `count`, plus one, fit in the low bits).
+    fn capacity_for(count: usize) -> usize {
+        let mut cap = 16;
+        while count * 4 > cap * 3 {
+            cap *= 2;
+        }
+        cap
     }
 
     /// The position of `key`, reading ids back with `key_at`.
@@ -72,17 +106,19 @@ impl IdIndex {
         if cap == 0 {
             return None;
         }
+        let bits = self.bits();
+        let low = Self::low_mask(bits);
         let hash = hash_id(key);
-        let tag = Self::tag(hash);
+        let high = hash & !low;
         let mask = cap - 1;
-        let mut i = self.start(hash);
+        let mut i = Self::home(hash, bits);
         for _ in 0..cap {
             let slot = self.slots[i];
             if slot == 0 {
                 return None;
             }
-            if slot & !POSITION_MASK == tag {
-                let position = ((slot & POSITION_MASK) - 1) as usize;
+            if slot & !low == high {
+                let position = ((slot & low) - 1) as usize;
                 if key_at(position) == Some(key) {
                     return Some(position);
                 }
@@ -93,39 +129,27 @@ impl IdIndex {
     }
 
     /// Builds the index over the ids at positions `0..count` (a later position of the same
-    /// id wins) in an order that keeps memory access sequential: every id's home slot is
-    /// computed in one pass, the (home, slot value) pairs are radix-sorted by home (stable,
-    /// so positions of one home stay in order), and the slots are then filled front to
+    /// id wins) in an order that keeps memory access sequential: every id's slot value is
+    /// computed in one pass, the values are radix-sorted by their first slot (stable, so
+    /// positions of one first slot stay in order), and the slots are then filled front to
     /// back. Inserting a million random ids one by one costs a cache miss (and a TLB miss)
     /// each; this costs a few sequential passes.
     pub(crate) fn build(count: usize, key_at: impl Fn(usize) -> Option<u128>) -> IdIndex {
         let count = count.min(MAX_POSITION + 1);
-        let mut cap = 16;
-        while count * 4 > cap * 3 {
-            cap *= 2;
-        }
-        let mut index = IdIndex {
-            slots: vec![0; cap],
-            len: 0,
-        };
+        let cap = Self::capacity_for(count);
         let bits = cap.trailing_zeros();
-        // (home << 64) | slot value, in position order.
-        let mut pairs: Vec<u128> = (0..count)
-            .filter_map(|position| {
-                let hash = hash_id(key_at(position)?);
-                let value = Self::tag(hash) | (position as u64 + 1);
-                Some(((index.start(hash) as u128) << 64) | u128::from(value))
-            })
+        let mut values: Vec<u64> = (0..count)
+            .filter_map(|position| Some(Self::value(hash_id(key_at(position)?), position, bits)))
             .collect();
-        // Stable LSD radix sort on the home's bits, eleven at a time.
-        let mut spare = vec![0u128; pairs.len()];
-        let mut shift = 64;
-        while shift < 64 + bits {
-            let width = (64 + bits - shift).min(11);
-            let mask = (1u128 << width) - 1;
+        // Stable LSD radix sort on the top `bits` bits, eleven at a time.
+        let mut spare = vec![0u64; values.len()];
+        let mut shift = 64 - bits;
+        while shift < 64 {
+            let width = (64 - shift).min(11);
+            let mask = (1u64 << width) - 1;
             let mut starts = vec![0usize; 1 << width];
-            for &p in &pairs {
-                starts[((p >> shift) & mask) as usize] += 1;
+            for &v in &values {
+                starts[((v >> shift) & mask) as usize] += 1;
             }
             let mut sum = 0;
             for s in starts.iter_mut() {
@@ -133,41 +157,29 @@ impl IdIndex {
                 *s = sum;
                 sum += c;
             }
-            for &p in &pairs {
-                let digit = ((p >> shift) & mask) as usize;
+            for &v in &values {
+                let digit = ((v >> shift) & mask) as usize;
                 if let Some(at) = starts.get_mut(digit) {
                     if let Some(out) = spare.get_mut(*at) {
-                        *out = p;
+                        *out = v;
                     }
                     *at += 1;
                 }
             }
-            std::mem::swap(&mut pairs, &mut spare);
+            std::mem::swap(&mut values, &mut spare);
             shift += width;
         }
         drop(spare);
-        let mask = cap - 1;
-        for p in pairs {
-            let value = p as u64;
-            let tag = value & !POSITION_MASK;
-            let mut i = ((p >> 64) as usize) & mask;
-            for _ in 0..cap {
-                let slot = index.slots[i];
-                if slot == 0 {
-                    index.slots[i] = value;
-                    index.len += 1;
-                    break;
-                }
-                if slot & !POSITION_MASK == tag {
-                    let old = ((slot & POSITION_MASK) - 1) as usize;
-                    let new = ((value & POSITION_MASK) - 1) as usize;
-                    if key_at(old).is_some() && key_at(old) == key_at(new) {
-                        index.slots[i] = value;
-                        break;
-                    }
-                }
-                i = (i + 1) & mask;
-            }
+        let mut index = IdIndex {
+            slots: vec![0; cap],
+            len: 0,
+        };
+        let low = Self::low_mask(bits);
+        for value in values {
+            let new = ((value & low) - 1) as usize;
+            index.put(value, |old| {
+                key_at(old).is_some() && key_at(old) == key_at(new)
+            });
         }
         index
     }
@@ -177,37 +189,47 @@ impl IdIndex {
     /// stand-in for a prefetch: the value is passed through `black_box` and discarded.
     pub(crate) fn touch(&self, key: u128) {
         if !self.slots.is_empty() {
-            std::hint::black_box(self.slots[self.start(hash_id(key))]);
+            std::hint::black_box(self.slots[Self::home(hash_id(key), self.bits())]);
         }
     }
 
-    /// Points `key` at `position`, replacing the position it had. Grows the table first if
-    /// needed, reading every id back with `key_at` (positions `0..count`). Positions past
-    /// [`MAX_POSITION`] are not indexed.
+    /// Points `key` at `position`, replacing the position it had (`key_at` reads the ids
+    /// of slots whose stored hash bits match). Grows the table first if needed. Positions
+    /// past [`MAX_POSITION`] are not indexed.
     pub(crate) fn insert(
         &mut self,
         key: u128,
         position: usize,
-        count: usize,
         key_at: impl Fn(usize) -> Option<u128>,
     ) {
         if position > MAX_POSITION {
             return;
         }
-        // At most three quarters full: probes stay short and an empty slot always exists.
-        if (self.len + 1) * 4 > self.slots.len() * 3 {
-            self.grow(count, &key_at);
+        // At most three quarters full (probes stay short and an empty slot always exists),
+        // and more slots than the position plus one (it must fit in the low bits).
+        let mut cap = self.slots.len().max(16);
+        while (self.len + 1) * 4 > cap * 3 || position >= cap - 1 {
+            cap *= 2;
         }
-        self.place(key, position, &key_at);
+        if cap.trailing_zeros() > MAX_BITS {
+            // Only a hostile snapshot's index, full of slots no id owns, gets here.
+            return;
+        }
+        if cap != self.slots.len() {
+            self.grow_to(cap);
+        }
+        let value = Self::value(hash_id(key), position, self.bits());
+        self.put(value, |old| key_at(old) == Some(key));
     }
 
-    fn place(&mut self, key: u128, position: usize, key_at: &impl Fn(usize) -> Option<u128>) {
+    /// Stores a slot value: in the first empty slot from its first slot on, or over the
+    /// slot whose position `same` says holds the same id.
+    fn put(&mut self, value: u64, same: impl Fn(usize) -> bool) {
         let cap = self.slots.len();
-        let hash = hash_id(key);
-        let tag = Self::tag(hash);
+        let bits = self.bits();
+        let low = Self::low_mask(bits);
         let mask = cap - 1;
-        let mut i = self.start(hash);
-        let value = tag | (position as u64 + 1);
+        let mut i = Self::home(value, bits);
         for _ in 0..cap {
             let slot = self.slots[i];
             if slot == 0 {
@@ -215,48 +237,53 @@ impl IdIndex {
                 self.len += 1;
                 return;
             }
-            if slot & !POSITION_MASK == tag {
-                let old = ((slot & POSITION_MASK) - 1) as usize;
-                if key_at(old) == Some(key) {
-                    self.slots[i] = value;
-                    return;
-                }
+            if slot & !low == value & !low && same(((slot & low) - 1) as usize) {
+                self.slots[i] = value;
+                return;
             }
             i = (i + 1) & mask;
         }
     }
 
-    /// Doubles the table (or more) and re-inserts the ids at positions `0..count`, in order
-    /// (so a later position of the same id wins, as it did before).
-    fn grow(&mut self, count: usize, key_at: &impl Fn(usize) -> Option<u128>) {
-        let mut cap = (self.slots.len() * 2).max(16);
-        while (self.len + 1) * 4 > cap * 3 {
-            cap *= 2;
+    /// Moves every slot into a table of `cap` slots (a larger power of two), in one pass:
+    /// each slot's first slot in the new table is its own top bits, and it gives the low
+    /// hash bits the larger position field needs. Starting after an empty slot keeps every
+    /// run of slots whole, so the new table is written nearly in order.
+    fn grow_to(&mut self, cap: usize) {
+        let bits = cap.trailing_zeros();
+        debug_assert!(bits <= MAX_BITS && bits > self.bits());
+        let low = Self::low_mask(bits);
+        let old_low = Self::low_mask(self.bits());
+        let old = std::mem::replace(&mut self.slots, vec![0; cap]);
+        let start = old.iter().position(|&slot| slot == 0).unwrap_or(0);
+        let mask = cap - 1;
+        for &slot in old[start..].iter().chain(&old[..start]) {
+            if slot == 0 {
+                continue;
+            }
+            let value = (slot & !low) | (slot & old_low);
+            let mut i = Self::home(slot, bits);
+            for _ in 0..cap {
+                if self.slots[i] == 0 {
+                    self.slots[i] = value;
+                    break;
+                }
+                i = (i + 1) & mask;
+            }
         }
-        *self = Self::with_slots(cap, count, key_at);
     }
 
-    fn with_slots(cap: usize, count: usize, key_at: &impl Fn(usize) -> Option<u128>) -> IdIndex {
-        let mut index = IdIndex {
-            slots: vec![0; cap],
-            len: 0,
-        };
-        for position in 0..count.min(MAX_POSITION + 1) {
+    /// The index over the ids at positions `0..count` (later positions win), one insert at
+    /// a time, growing as it goes: what the bulk [`IdIndex::build`] must agree with.
+    #[cfg(test)]
+    pub(crate) fn one_by_one(count: usize, key_at: impl Fn(usize) -> Option<u128>) -> IdIndex {
+        let mut index = IdIndex::default();
+        for position in 0..count {
             if let Some(key) = key_at(position) {
-                index.place(key, position, key_at);
+                index.insert(key, position, &key_at);
             }
         }
         index
-    }
-
-    /// Rebuilds the index over the ids at positions `0..count` (later positions win).
-    #[cfg(test)]
-    pub(crate) fn rebuild(count: usize, key_at: impl Fn(usize) -> Option<u128>) -> IdIndex {
-        let mut cap = 16;
-        while count * 4 > cap * 3 {
-            cap *= 2;
-        }
-        Self::with_slots(cap, count, &key_at)
     }
 }
 
@@ -286,8 +313,12 @@ impl<'de> Deserialize<'de> for IdIndex {
         if !(slots.is_empty() || slots.len().is_power_of_two()) {
             return Err(de::Error::custom("index: slot count is not a power of two"));
         }
+        if slots.len().trailing_zeros() > MAX_BITS {
+            return Err(de::Error::custom("index: too many slots"));
+        }
+        let low = IdIndex::low_mask(slots.len().trailing_zeros());
         let len = slots.iter().filter(|&&s| s != 0).count();
-        if len * 4 > slots.len() * 3 || slots.iter().any(|&s| s != 0 && s & POSITION_MASK == 0) {
+        if len * 4 > slots.len() * 3 || slots.iter().any(|&s| s != 0 && s & low == 0) {
             return Err(de::Error::custom("index: malformed slots"));
         }
         Ok(IdIndex { slots, len })
@@ -494,10 +525,15 @@ impl<T: HasKey> Keyed<T> {
         let position = self.items.len();
         self.items.push(value);
         let items = &self.items;
-        self.index.insert(key, position, items.len(), |i| {
-            items.get(i).map(HasKey::key)
-        });
+        self.index
+            .insert(key, position, |i| items.get(i).map(HasKey::key));
         position
+    }
+
+    /// Rebuilds the index from the values (for a snapshot whose index has another layout).
+    pub(crate) fn reindex(&mut self) {
+        let items = &self.items;
+        self.index = IdIndex::build(items.len(), |i| items.get(i).map(HasKey::key));
     }
 
     /// Whether the index covers the values (a check on a restored snapshot).
@@ -560,9 +596,8 @@ impl<T: HasKey> Log<T> {
         if self.indexed + 1 == self.items.len() {
             let items = &self.items;
             let position = items.len() - 1;
-            self.index.insert(key, position, items.len(), |i| {
-                items.get(i).map(HasKey::key)
-            });
+            self.index
+                .insert(key, position, |i| items.get(i).map(HasKey::key));
             self.indexed = self.items.len();
         }
     }
@@ -579,7 +614,7 @@ impl<T: HasKey> Log<T> {
         if (len - self.indexed) * 16 < len {
             for position in self.indexed..len {
                 if let Some(key) = key_at(position) {
-                    self.index.insert(key, position, position + 1, key_at);
+                    self.index.insert(key, position, key_at);
                 }
             }
         } else {
@@ -649,10 +684,21 @@ mod tests {
             let back: Keyed<Item> = postcard::from_bytes(&bytes).unwrap();
             prop_assert_eq!(&back.items, &table.items);
             prop_assert_eq!(&back.index, &table.index);
-            let rebuilt = IdIndex::rebuild(table.items.len(), |i| table.items.get(i).map(|x| x.0));
+            let rebuilt = IdIndex::build(table.items.len(), |i| table.items.get(i).map(|x| x.0));
             for (key, value) in &model {
                 let found = rebuilt.find(*key, |i| table.items.get(i).map(|x| x.0));
                 prop_assert_eq!(found.map(|i| table.items[i].1), Some(*value));
+            }
+            // A restored table goes on growing: its slots move to larger tables by their
+            // stored bits alone, and everything stays found.
+            let mut back = back;
+            for extra in 0..600u128 {
+                let key = (extra + 1_000).wrapping_mul(0x2545_f491_4f6c_dd1d_9e37_79b9_7f4a_7c15);
+                back.push(Item(key, extra as u32));
+                model.insert(key, extra as u32);
+            }
+            for (key, value) in &model {
+                prop_assert_eq!(back.get(*key).map(|i| i.1), Some(*value));
             }
         }
 
@@ -670,6 +716,13 @@ mod tests {
             for (k, i) in &model {
                 prop_assert_eq!(built.find(*k, |p| keys.get(p).copied()), Some(*i));
             }
+            // Inserting one by one doubles the table again and again on the way.
+            let grown = IdIndex::one_by_one(keys.len(), |i| keys.get(i).copied());
+            prop_assert_eq!(grown.len(), model.len());
+            for (k, i) in &model {
+                prop_assert_eq!(grown.find(*k, |p| keys.get(p).copied()), Some(*i));
+            }
+            prop_assert_eq!(grown.find(7, |p| keys.get(p).copied()), model.get(&7).copied());
             let mut log: Log<Item> = Log::default();
             for (i, k) in keys.iter().enumerate() {
                 if i < split.min(keys.len()) { log.push(Item(*k, i as u32)); } else { log.index_all(); log.push_indexed(Item(*k, i as u32)); }

@@ -332,9 +332,10 @@ fn corrupt_snapshots_are_refused_or_harmless() {
                 for cut in [0, 1, snapshot.len() / 2, snapshot.len() - 1] {
                     prop_assert!(Ledger::from_snapshot(&snapshot[..cut]).is_err());
                 }
-                // Another format (the tag is the first eight bytes).
+                // Another format (the tag is the first eight bytes; the format just before
+                // this one is read, see `a_snapshot_of_the_previous_format_restores`).
                 let mut other = snapshot.clone();
-                other[7] ^= 1;
+                other[0] ^= 1;
                 prop_assert!(Ledger::from_snapshot(&other).is_err());
                 // A flipped byte anywhere: refused, or a ledger that reads, replays the rest
                 // of the journal and applies requests without panicking.
@@ -366,6 +367,15 @@ fn corrupt_snapshots_are_refused_or_harmless() {
 #[test]
 fn a_fixed_journal_keeps_its_head_hash() {
     const EXPECTED: &str = "148500e69928b9a4edb207f8c0e03116b6b36710b9685588425e9e3e74e36597";
+    let (ledger, journal, _) = fixed_journal();
+    assert_eq!(ledger.head_hash().to_string(), EXPECTED);
+    let replayed = Ledger::replay(&journal).unwrap();
+    assert_eq!(replayed.head_hash(), ledger.head_hash());
+}
+
+/// The fixed journal of [`a_fixed_journal_keeps_its_head_hash`], applied: the ledger, its
+/// entries, and the requests after the opening one.
+fn fixed_journal() -> (Ledger, Vec<Entry>, Vec<Request>) {
     let admin = Actor::Admin {
         id: ActorId::from_u128(1).unwrap(),
     };
@@ -389,6 +399,7 @@ fn a_fixed_journal_keeps_its_head_hash() {
     let (mut ledger, genesis) =
         Ledger::open(spec, RequestId::from_u128(1).unwrap(), admin, now).unwrap();
     let mut journal = vec![genesis];
+    let mut requests = Vec::new();
     let mut next_request = 1u128;
     let mut apply = |ledger: &mut Ledger, actor: Actor, command: Command, now: Timestamp| {
         next_request += 1;
@@ -397,7 +408,9 @@ fn a_fixed_journal_keeps_its_head_hash() {
             actor,
             command,
         };
-        match ledger.apply(&request, now).unwrap() {
+        let applied = ledger.apply(&request, now).unwrap();
+        requests.push(request);
+        match applied {
             Applied::New(entry) => {
                 journal.push(entry.clone());
                 entry
@@ -495,10 +508,88 @@ fn a_fixed_journal_keeps_its_head_hash() {
         reason: "entered against the wrong member".into(),
     };
     apply(&mut ledger, admin, reverse, now);
+    (ledger, journal, requests)
+}
 
-    assert_eq!(ledger.head_hash().to_string(), EXPECTED);
-    let replayed = Ledger::replay(&journal).unwrap();
-    assert_eq!(replayed.head_hash(), ledger.head_hash());
+/// A snapshot stored by an earlier version must restore under this one. This one was
+/// written in format `ptsnap02`, whose id indexes laid out their slots differently: its
+/// member and record indexes are rebuilt on restore, so every member, record and request
+/// is found again, and the ledger goes on from there.
+#[test]
+fn a_snapshot_of_the_previous_format_restores() {
+    let (ledger, journal, requests) = fixed_journal();
+    let old: &[u8] = include_bytes!("fixtures/fixed-journal.ptsnap02");
+    assert_eq!(&old[..8], b"ptsnap02");
+    let mut restored = Ledger::from_snapshot(old).unwrap();
+    let now = Timestamp::from_millis(1_790_000_100_000);
+    assert_eq!(restored.head_hash(), ledger.head_hash());
+    assert_eq!(restored.next_sequence(), ledger.next_sequence());
+    assert_eq!(restored.totals(), ledger.totals());
+    let member = |i: u128| MemberId::from_u128(1_000 + i).unwrap();
+    for i in 0..4 {
+        assert_eq!(
+            restored.balance(member(i), now),
+            ledger.balance(member(i), now)
+        );
+        assert_eq!(restored.lots(member(i)), ledger.lots(member(i)));
+        assert_eq!(restored.member(member(i)), ledger.member(member(i)));
+    }
+    assert!(restored.member(member(0)).is_some());
+    assert_eq!(restored.member_by_card("CARD-0001"), Some(member(1)));
+    let recorded: Vec<RecordId> = journal
+        .iter()
+        .filter_map(|entry| match entry.event() {
+            Event::ServiceRecorded { records } => Some(records.iter().map(|r| r.id)),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(recorded.len(), 3);
+    for id in recorded {
+        assert!(restored.record(id).is_some());
+        assert_eq!(restored.record(id), ledger.record(id));
+    }
+    // Every request is still known: a retry is answered with its original entry.
+    for (request, entry) in requests.iter().zip(&journal[1..]) {
+        match restored.apply(request, now).unwrap() {
+            Applied::Duplicate { sequence, .. } => assert_eq!(sequence, entry.sequence()),
+            other => panic!("a retry was applied again: {other:?}"),
+        }
+    }
+    // New members go into the rebuilt index and are found, and the ledger snapshots in
+    // the current format, which restores to the same state.
+    let admin = Actor::Admin {
+        id: ActorId::from_u128(1).unwrap(),
+    };
+    let enrol = Request {
+        request_id: RequestId::from_u128(900).unwrap(),
+        actor: admin,
+        command: Command::EnrolMember {
+            id: member(3),
+            home: OrgUnitId::from_u128(10).unwrap(),
+            kind: MemberKind::PartyMember,
+            dual_registration: false,
+            card_code: None,
+        },
+    };
+    let Ok(Applied::New(enrolled)) = restored.apply(&enrol, now) else {
+        panic!("the new member was not enrolled")
+    };
+    assert!(restored.member(member(3)).is_some());
+    let current = restored.snapshot();
+    assert_ne!(&current[..8], b"ptsnap02");
+    let again = Ledger::from_snapshot(&current).unwrap();
+    assert_eq!(again.head_hash(), restored.head_hash());
+    for i in 0..4 {
+        assert_eq!(again.member(member(i)), restored.member(member(i)));
+        assert_eq!(
+            again.balance(member(i), now),
+            restored.balance(member(i), now)
+        );
+    }
+    let whole: Vec<&Entry> = journal.iter().chain([&enrolled]).collect();
+    let report = audit(whole, Some(&again));
+    assert!(report.is_clean(), "{report:?}");
 }
 
 /// `fingerprint_of` gives what a store must persist beside each entry: the fingerprint of
