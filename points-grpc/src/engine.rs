@@ -44,7 +44,7 @@ use crate::signing::ProgramKeys;
 use crate::store::memory::MemoryStore;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{Checkpoint, Store, StoreError, StoredEntry};
+use crate::store::{Checkpoint, Locked, Store, StoreError, StoredEntry};
 use points_core::{
     Actor, Applied, Auditor, Entry, EntryId, Hash, Ledger, MerchantId, OrgUnitId, ProgramId,
     ProgramSpec, Rejection, ReplayError, Request, RequestId, Timestamp,
@@ -298,15 +298,26 @@ async fn catch_up(
         if page.is_empty() {
             return Ok(());
         }
-        // A page at a time: `replay_all` overlaps the entries' index lookups.
-        ledger.replay_all(page.iter().map(|stored| &stored.entry))?;
-        for stored in page {
-            ledger.restore_fingerprint(stored.entry.request_id(), stored.fingerprint);
-            if let Some(seen) = seen.as_deref_mut() {
-                seen.push(Arc::new(stored.entry));
-            }
+        absorb(ledger, page, seen.as_deref_mut())?;
+    }
+}
+
+/// Replays a page of stored entries (the next ones) into the ledger and restores their
+/// request fingerprints; `seen` collects them.
+fn absorb(
+    ledger: &mut Ledger,
+    page: Vec<StoredEntry>,
+    mut seen: Option<&mut Vec<Arc<Entry>>>,
+) -> Result<(), LoadError> {
+    // A page at a time: `replay_all` overlaps the entries' index lookups.
+    ledger.replay_all(page.iter().map(|stored| &stored.entry))?;
+    for stored in page {
+        ledger.restore_fingerprint(stored.entry.request_id(), stored.fingerprint);
+        if let Some(seen) = seen.as_deref_mut() {
+            seen.push(Arc::new(stored.entry));
         }
     }
+    Ok(())
 }
 
 /// The checkpoint a programme was loaded from: where its writer counts the next one from,
@@ -1492,9 +1503,17 @@ impl Writer {
             // On a shared store, take the programme's write lock first: other servers'
             // batches then wait instead of losing the race at commit (and each loss would
             // cost a reload of the ledger). The lock also says whether anyone else wrote.
-            let stored_next = if self.store.shared() {
-                match self.runtime.block_on(self.store.lock(self.state.id)) {
-                    Ok(next) => next,
+            let mut locked = if self.store.shared() {
+                // Only this thread appends, so the ledger's next sequence cannot move
+                // between here and the write lock below.
+                let from = self
+                    .state
+                    .ledger
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .next_sequence();
+                match self.runtime.block_on(self.store.lock(self.state.id, from)) {
+                    Ok(locked) => locked,
                     Err(e) => {
                         tracing::error!(program = %self.state.id, error = %e, "cannot lock the shared journal");
                         return (all_failed(n, &store_error(e)), durable);
@@ -1509,14 +1528,26 @@ impl Writer {
                     .ledger
                     .write()
                     .unwrap_or_else(PoisonError::into_inner);
-                let behind = stored_next.is_none_or(|next| next != ledger.next_sequence());
-                if self.store.shared() && behind {
-                    let caught_up = self.runtime.block_on(catch_up(
-                        &mut ledger,
-                        &*self.store,
-                        self.state.id,
-                        Some(&mut durable),
-                    ));
+                let behind = |ledger: &Ledger, locked: &Option<Locked>| {
+                    locked
+                        .as_ref()
+                        .is_none_or(|l| l.next != ledger.next_sequence())
+                };
+                let mut caught_up = Ok(());
+                if self.store.shared() && behind(&ledger, &locked) {
+                    // The lock brought the other writers' entries (or the first page of
+                    // them) with it; read on only if there are more.
+                    if let Some(first) = locked.as_mut().map(|l| std::mem::take(&mut l.entries)) {
+                        caught_up = absorb(&mut ledger, first, Some(&mut durable));
+                    }
+                    if caught_up.is_ok() && behind(&ledger, &locked) {
+                        caught_up = self.runtime.block_on(catch_up(
+                            &mut ledger,
+                            &*self.store,
+                            self.state.id,
+                            Some(&mut durable),
+                        ));
+                    }
                     if let Err(e) = caught_up {
                         self.unlock();
                         // The ledger holds only stored entries: nothing to roll back.

@@ -5,13 +5,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use points_core::{
-    ActivityInput, Actor, ActorId, Applied, Command, Event, MemberId, MemberKind, MerchantId,
+    ActivityInput, Actor, ActorId, Applied, Command, Event, Hash, MemberId, MemberKind, MerchantId,
     MerchantKind, OrgLevel, OrgUnitId, ProgramId, ProgramSpec, Rejection, Request, RequestId,
     RuleInput, Scale, ServiceInput, TimeKind, Timestamp,
 };
 use points_grpc::engine::{ApiKeyRecord, ApiRole, Engine, EngineError, EngineOptions, StoreConfig};
 use points_grpc::store::memory::MemoryStore;
-use points_grpc::store::Store;
+use points_grpc::store::{Store, LOCK_PAGE};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -1177,7 +1177,8 @@ async fn postgres_batch_waits_for_the_programme_lock() {
             .await
             .unwrap(),
     );
-    assert_eq!(other.lock(f.program).await.unwrap(), Some(next));
+    let locked = other.lock(f.program, next).await.unwrap().unwrap();
+    assert_eq!((locked.next, locked.entries.len()), (next, 0));
 
     let at = Timestamp::from_millis(T0 + 2000);
     let (writer, redeem) = (engine.clone(), f.redeem(f.members[0], "10"));
@@ -1217,10 +1218,54 @@ async fn postgres_batch_waits_for_the_programme_lock() {
     let entry = submitted.await.unwrap().unwrap();
     assert_eq!(entry.sequence(), next);
     assert_eq!(engine.stats().conflicts, 0);
-    // The engine's batch ended its lock with its commit.
-    assert_eq!(other.lock(f.program).await.unwrap(), Some(next + 1));
+    // The engine's batch ended its lock with its commit, and the lock reads what was
+    // committed from the sequence asked for.
+    let locked = other.lock(f.program, next).await.unwrap().unwrap();
+    assert_eq!(locked.next, next + 1);
+    let read: Vec<(u64, Hash)> = locked
+        .entries
+        .iter()
+        .map(|s| (s.entry.sequence(), s.entry.hash()))
+        .collect();
+    let head = engine.read(f.program, |l| l.head_hash()).unwrap();
+    assert_eq!(read, [(next, head)]);
     other.unlock(f.program).await.unwrap();
     assert_eq!(f.available(&engine, f.members[0]), "90.00");
+
+    // A second server opened now, then left behind by more than the lock reads at once:
+    // its next batch reads the first page with the lock and the rest after it.
+    let behind = Engine::open(
+        StoreConfig::Postgres { url: url.clone() },
+        EngineOptions::default(),
+    )
+    .await
+    .unwrap();
+    let many = LOCK_PAGE + 76;
+    let requests: Vec<Request> = (0..many).map(|_| f.redeem(f.members[0], "0.01")).collect();
+    let answers = engine.submit_many_at(f.program, requests, at).await;
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    let locked = other.lock(f.program, next + 1).await.unwrap().unwrap();
+    assert_eq!(locked.next, next + 1 + many as u64);
+    let read: Vec<u64> = locked.entries.iter().map(|s| s.entry.sequence()).collect();
+    assert_eq!(
+        read,
+        (next + 1..next + 1 + LOCK_PAGE as u64).collect::<Vec<_>>()
+    );
+    other.unlock(f.program).await.unwrap();
+    let Applied::New(last) = behind
+        .submit_at(f.program, f.redeem(f.members[0], "1"), at)
+        .await
+        .unwrap()
+    else {
+        panic!("not new")
+    };
+    assert_eq!(last.sequence(), next + 1 + many as u64);
+    assert_eq!(f.available(&behind, f.members[0]), "78.00");
+    assert_eq!(
+        behind.read(f.program, |l| l.head_hash()).unwrap(),
+        last.hash()
+    );
+    behind.shutdown().await;
     engine.shutdown().await;
     drop(other);
     drop_schema(&config).await;
@@ -1231,13 +1276,13 @@ async fn postgres_batch_waits_for_the_programme_lock() {
 async fn single_writer_stores_take_no_lock() {
     let program = ProgramId::new(uid()).unwrap();
     let memory = MemoryStore::new();
-    assert_eq!(memory.lock(program).await.unwrap(), None);
+    assert!(memory.lock(program, 0).await.unwrap().is_none());
     memory.unlock(program).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let sqlite = points_grpc::store::sqlite::SqliteStore::open(dir.path())
         .await
         .unwrap();
-    assert_eq!(sqlite.lock(program).await.unwrap(), None);
+    assert!(sqlite.lock(program, 0).await.unwrap().is_none());
     sqlite.unlock(program).await.unwrap();
 }
 

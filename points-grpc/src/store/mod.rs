@@ -23,6 +23,19 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+/// The most entries [`Store::lock`] reads with the lock; a writer further behind reads the
+/// rest page by page.
+pub const LOCK_PAGE: usize = 1024;
+
+/// What [`Store::lock`] found under the lock.
+#[derive(Debug)]
+pub struct Locked {
+    /// The stored journal's next sequence.
+    pub next: u64,
+    /// Stored entries from the caller's `from` on, in order, at most [`LOCK_PAGE`].
+    pub entries: Vec<StoredEntry>,
+}
+
 /// A boxed, sendable future, so that [`Store`] can be used as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -96,15 +109,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// Shared stores: opens the transaction of the programme's next batch and takes the
     /// programme's write lock in it (a row lock on its head), waiting while another process
-    /// holds it. Returns the stored journal's next sequence, so the engine reads other
-    /// writers' entries only when there are some. The lock ends with the batch's
-    /// [`Store::append`] (which commits in this transaction) or with [`Store::unlock`].
+    /// holds it. Returns the stored journal's next sequence and, read under the lock, the
+    /// stored entries from `from` on (at most [`LOCK_PAGE`]): other writers' entries the
+    /// caller has not seen, in the same round trip as the lock. The lock ends with the
+    /// batch's [`Store::append`] (which commits in this transaction) or with
+    /// [`Store::unlock`].
     ///
     /// Without it two servers decide batches at the same time and all but one lose the race
     /// at commit, each loss costing a reload of the ledger. Stores with a single writer
     /// return `None` and take no lock. Blocks like `append`.
-    fn lock(&self, program: ProgramId) -> BoxFuture<'_, StoreResult<Option<u64>>> {
-        let _ = program;
+    fn lock(&self, program: ProgramId, from: u64) -> BoxFuture<'_, StoreResult<Option<Locked>>> {
+        let _ = (program, from);
         Box::pin(std::future::ready(Ok(None)))
     }
 

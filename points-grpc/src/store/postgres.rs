@@ -8,7 +8,8 @@
 //! locking it (`SELECT ... FOR UPDATE`, [`Store::lock`]), which also tells the engine
 //! whether another server wrote since; the engine catches up if so, decides, and the same
 //! transaction advances the row with `UPDATE heads SET next_seq = $new, head_hash = $h
-//! WHERE program_id = $p AND next_seq = $old` and inserts the entries. Servers therefore
+//! WHERE program_id = $p AND next_seq = $old` and inserts the entries only if that updated
+//! the row (one statement, sent with its `COMMIT` in one round trip). Servers therefore
 //! take turns instead of deciding in parallel and throwing all but one batch away. Zero
 //! rows updated still means another writer got there first ([`StoreError::Conflict`]; the
 //! engine catches up and decides again), for writers that do not lock. The unique
@@ -17,7 +18,8 @@
 //! Migrations are ordered SQL strings recorded in `schema_migrations`, applied at start.
 
 use super::{
-    decode_entry, BoxFuture, Checkpoint, Faults, Store, StoreError, StoreResult, StoredEntry,
+    decode_entry, BoxFuture, Checkpoint, Faults, Locked, Store, StoreError, StoreResult,
+    StoredEntry, LOCK_PAGE,
 };
 use crate::engine::ApiKeyRecord;
 use points_core::checkpoint::SignedCheckpoint;
@@ -272,47 +274,72 @@ struct Batch {
 impl Batch {
     /// Advances the head and inserts the entries, then commits. `locked`: the transaction
     /// was opened by [`Store::lock`] (which already holds the head row).
+    ///
+    /// One statement does both: the insert reads the head's update through a `WITH`, so
+    /// it inserts every entry if the head advanced from the expected sequence and none if
+    /// it did not. That makes it safe to send `COMMIT` in the same round trip (tokio-postgres
+    /// pipelines concurrent queries on a connection): there is nothing to inspect before
+    /// committing. The programme's row lock is held for one round trip less, and that lock
+    /// is what other servers writing the programme wait on. A failed insert aborts the
+    /// transaction, and the `COMMIT` behind it then rolls back.
     async fn write(self, conn: &mut Conn, shared: Arc<PgShared>, locked: bool) -> StoreResult<()> {
         let (old, new) = self.bounds?;
-        if !locked {
-            conn.client.batch_execute("BEGIN").await.map_err(classify)?;
-        }
-        let advance = conn
+        let count = self.seqs.len() as u64;
+        let append = conn
             .statement(
-                "UPDATE heads SET next_seq = $1, head_hash = $2 WHERE program_id = $3 AND next_seq = $4",
+                "WITH advanced AS (\
+                   UPDATE heads SET next_seq = $6, head_hash = $7 \
+                   WHERE program_id = $1 AND next_seq = $8 RETURNING 1) \
+                 INSERT INTO entries (program_id, seq, request_id, fingerprint, body) \
+                 SELECT $1, s, r, f, b FROM UNNEST($2::BIGINT[], $3::BYTEA[], $4::BYTEA[], $5::BYTEA[]) AS t(s, r, f, b) \
+                 WHERE EXISTS (SELECT 1 FROM advanced)",
             )
             .await
             .map_err(classify)?;
-        let insert = conn
-            .statement(
-                "INSERT INTO entries (program_id, seq, request_id, fingerprint, body) \
-                 SELECT $1, s, r, f, b FROM UNNEST($2::BIGINT[], $3::BYTEA[], $4::BYTEA[], $5::BYTEA[]) AS t(s, r, f, b)",
-            )
-            .await
-            .map_err(classify)?;
-        // Both statements go out in one round trip (tokio-postgres pipelines concurrent
-        // queries on a connection). If the head did not advance, the insert is rolled back
-        // with the rest of the transaction.
-        let advance_params: [&(dyn ToSql + Sync); 4] = [&new, &self.head, &self.program, &old];
-        let insert_params: [&(dyn ToSql + Sync); 5] = [
+        let params: [&(dyn ToSql + Sync); 8] = [
             &self.program,
             &self.seqs,
             &self.requests,
             &self.prints,
             &self.bodies,
+            &new,
+            &self.head,
+            &old,
         ];
-        let (advanced, inserted) = tokio::join!(
-            conn.client.execute(&advance, &advance_params),
-            conn.client.execute(&insert, &insert_params),
-        );
-        if advanced.map_err(classify)? != 1 {
-            return Err(StoreError::Conflict);
-        }
-        inserted.map_err(classify)?;
         if shared.faults.take() {
+            // An injected failure: write, but never commit (the caller's connection is
+            // rolled back when the error comes back).
+            if !locked {
+                conn.client.batch_execute("BEGIN").await.map_err(classify)?;
+            }
+            conn.client
+                .execute(&append, &params)
+                .await
+                .map_err(classify)?;
             return Err(unavailable("injected commit failure"));
         }
-        conn.client.batch_execute("COMMIT").await.map_err(classify)
+        let inserted = if locked {
+            let (inserted, committed) = tokio::join!(
+                conn.client.execute(&append, &params),
+                conn.client.batch_execute("COMMIT"),
+            );
+            // The insert's own error first: after it, the COMMIT only rolled back.
+            let inserted = inserted.map_err(classify)?;
+            committed.map_err(classify)?;
+            inserted
+        } else {
+            // One statement is its own transaction.
+            conn.client
+                .execute(&append, &params)
+                .await
+                .map_err(classify)?
+        };
+        if inserted != count {
+            // The head was not where this batch expected it: another writer got there
+            // first, and nothing of this batch was written.
+            return Err(StoreError::Conflict);
+        }
+        Ok(())
     }
 }
 
@@ -463,6 +490,10 @@ async fn try_migrate(conn: &mut Conn) -> Result<(), tokio_postgres::Error> {
     Ok(())
 }
 
+/// A page of a programme's journal from a sequence on.
+const READ_ENTRIES: &str =
+    "SELECT seq, fingerprint, body FROM entries WHERE program_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3";
+
 async fn read_entries_on(
     conn: &mut Conn,
     program: &[u8],
@@ -474,10 +505,7 @@ async fn read_entries_on(
     };
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows = conn
-        .query(
-            "SELECT seq, fingerprint, body FROM entries WHERE program_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3",
-            &[&program, &from, &limit],
-        )
+        .query(READ_ENTRIES, &[&program, &from, &limit])
         .await
         .map_err(unavailable)?;
     rows_to_entries(&rows)
@@ -598,7 +626,7 @@ impl Store for PostgresStore {
         })
     }
 
-    fn lock(&self, program: ProgramId) -> BoxFuture<'_, StoreResult<Option<u64>>> {
+    fn lock(&self, program: ProgramId, from: u64) -> BoxFuture<'_, StoreResult<Option<Locked>>> {
         let shared = self.shared.clone();
         let key = id_bytes(program);
         let task = self.handle.spawn(async move {
@@ -617,11 +645,17 @@ impl Store for PostgresStore {
                         .statement("SELECT next_seq FROM heads WHERE program_id = $1 FOR UPDATE")
                         .await
                         .map_err(classify)?;
-                    // One round trip for both.
+                    let read = conn.statement(READ_ENTRIES).await.map_err(classify)?;
+                    // One round trip for all three. The read runs after the lock is granted
+                    // and (read committed) sees every batch committed before it.
                     let params: [&(dyn ToSql + Sync); 1] = [&key];
-                    let (begun, rows) = tokio::join!(
+                    let from = i64::try_from(from).unwrap_or(i64::MAX);
+                    let limit = LOCK_PAGE as i64;
+                    let read_params: [&(dyn ToSql + Sync); 3] = [&key, &from, &limit];
+                    let (begun, rows, entries) = tokio::join!(
                         conn.client.batch_execute("BEGIN"),
                         conn.client.query(&select, &params),
+                        conn.client.query(&read, &read_params),
                     );
                     begun.map_err(classify)?;
                     let rows = rows.map_err(classify)?;
@@ -630,17 +664,21 @@ impl Store for PostgresStore {
                         .ok_or_else(|| unavailable("unknown programme"))?
                         .try_get(0)
                         .map_err(unavailable)?;
-                    Ok(next.unsigned_abs())
+                    let entries = rows_to_entries(&entries.map_err(classify)?)?;
+                    Ok(Locked {
+                        next: next.unsigned_abs(),
+                        entries,
+                    })
                 }
                 .await;
                 match locked {
-                    Ok(next) => {
+                    Ok(locked) => {
                         shared
                             .locked
                             .lock()
                             .unwrap_or_else(PoisonError::into_inner)
                             .insert(program, conn);
-                        Ok(Some(next))
+                        Ok(Some(locked))
                     }
                     Err(e) => shared.pool.finish(conn, Err(e)).await,
                 }
