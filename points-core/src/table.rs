@@ -67,7 +67,16 @@ impl IdIndex {
 
     /// The slot count's log2 (zero when empty).
     fn bits(&self) -> u32 {
-        self.slots.len().trailing_zeros()
+        Self::bits_of(self.slots.len())
+    }
+
+    /// The log2 of a slot count (zero for none).
+    fn bits_of(cap: usize) -> u32 {
+        if cap == 0 {
+            0
+        } else {
+            cap.trailing_zeros()
+        }
     }
 
     /// The low `bits` bits of a slot, which hold the position plus one.
@@ -211,7 +220,7 @@ impl IdIndex {
         while (self.len + 1) * 4 > cap * 3 || position >= cap - 1 {
             cap *= 2;
         }
-        if cap.trailing_zeros() > MAX_BITS {
+        if Self::bits_of(cap) > MAX_BITS {
             // Only a hostile snapshot's index, full of slots no id owns, gets here.
             return;
         }
@@ -250,8 +259,8 @@ impl IdIndex {
     /// hash bits the larger position field needs. Starting after an empty slot keeps every
     /// run of slots whole, so the new table is written nearly in order.
     fn grow_to(&mut self, cap: usize) {
-        let bits = cap.trailing_zeros();
-        debug_assert!(bits <= MAX_BITS && bits > self.bits());
+        let bits = Self::bits_of(cap);
+        debug_assert!(bits <= MAX_BITS && (self.slots.is_empty() || bits > self.bits()));
         let low = Self::low_mask(bits);
         let old_low = Self::low_mask(self.bits());
         let old = std::mem::replace(&mut self.slots, vec![0; cap]);
@@ -313,10 +322,11 @@ impl<'de> Deserialize<'de> for IdIndex {
         if !(slots.is_empty() || slots.len().is_power_of_two()) {
             return Err(de::Error::custom("index: slot count is not a power of two"));
         }
-        if slots.len().trailing_zeros() > MAX_BITS {
+        let bits = IdIndex::bits_of(slots.len());
+        if bits > MAX_BITS {
             return Err(de::Error::custom("index: too many slots"));
         }
-        let low = IdIndex::low_mask(slots.len().trailing_zeros());
+        let low = IdIndex::low_mask(bits);
         let len = slots.iter().filter(|&&s| s != 0).count();
         if len * 4 > slots.len() * 3 || slots.iter().any(|&s| s != 0 && s & low == 0) {
             return Err(de::Error::custom("index: malformed slots"));
@@ -744,6 +754,18 @@ mod tests {
                 prop_assert_eq!(table.get(key).map(|i| i.1), Some(1));
             }
         }
+    }
+
+    /// An empty table (no slots at all) snapshots, restores, and takes its first id.
+    #[test]
+    fn an_empty_table_round_trips_and_grows() {
+        let table: Keyed<Item> = Keyed::default();
+        let bytes = postcard::to_allocvec(&table).unwrap();
+        let mut back: Keyed<Item> = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(back.get(5), None);
+        back.push(Item(5, 1));
+        assert_eq!(back.get(5).map(|i| i.1), Some(1));
+        assert_eq!(IdIndex::build(0, |_| None).len(), 0);
     }
 
     #[test]
