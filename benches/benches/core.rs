@@ -69,6 +69,19 @@ impl Ids {
         self.0 += 1;
         RequestId::from_u128(self.0).unwrap()
     }
+
+    /// A redemption of `amount` at the café by `member`, with a new id.
+    fn redemption(&mut self, member: MemberId, amount: Amount) -> Request {
+        Request {
+            request_id: self.next(),
+            actor: till(),
+            command: Command::Redeem {
+                member,
+                merchant: cafe(),
+                amount,
+            },
+        }
+    }
 }
 
 /// A ledger under construction, optionally keeping its journal.
@@ -346,15 +359,7 @@ fn redeem(c: &mut Criterion, base: &Builder) {
                 while left > 0 {
                     requests.clear();
                     for _ in 0..hinted.min(left) {
-                        requests.push(Request {
-                            request_id: ids.next(),
-                            actor: till(),
-                            command: Command::Redeem {
-                                member: member(next % n),
-                                merchant: cafe(),
-                                amount,
-                            },
-                        });
+                        requests.push(ids.redemption(member(next % n), amount));
                         next += 1;
                     }
                     left -= requests.len();
@@ -394,15 +399,7 @@ fn longest_applies(base: &Builder) {
     let started = Instant::now();
     let mut next = 0usize;
     while ledger.next_sequence() < target {
-        let request = Request {
-            request_id: ids.next(),
-            actor: till(),
-            command: Command::Redeem {
-                member: member(next % n),
-                merchant: cafe(),
-                amount,
-            },
-        };
+        let request = ids.redemption(member(next % n), amount);
         next += 1;
         let at = ledger.next_sequence();
         let call = Instant::now();
