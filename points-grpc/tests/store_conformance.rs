@@ -5,13 +5,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use points_core::{
-    ActivityInput, Actor, ActorId, Applied, Command, Event, Hash, MemberId, MemberKind, MerchantId,
-    MerchantKind, OrgLevel, OrgUnitId, ProgramId, ProgramSpec, Rejection, Request, RequestId,
-    RuleInput, Scale, ServiceInput, TimeKind, Timestamp,
+    ActivityInput, Actor, ActorId, Applied, Command, Event, Hash, Ledger, MemberId, MemberKind,
+    MerchantId, MerchantKind, OrgLevel, OrgUnitId, ProgramId, ProgramSpec, Rejection, Request,
+    RequestId, RuleInput, Scale, ServiceInput, TimeKind, Timestamp,
 };
 use points_grpc::engine::{ApiKeyRecord, ApiRole, Engine, EngineError, EngineOptions, StoreConfig};
 use points_grpc::store::memory::MemoryStore;
-use points_grpc::store::{Store, LOCK_PAGE};
+use points_grpc::store::{Store, StoreError, StoredEntry, LOCK_PAGE};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -1268,6 +1268,112 @@ async fn postgres_batch_waits_for_the_programme_lock() {
     behind.shutdown().await;
     engine.shutdown().await;
     drop(other);
+    drop_schema(&config).await;
+}
+
+/// `append` at a sequence the stored journal does not end at writes nothing and fails with
+/// `Conflict`, whether the batch would leave a gap or overwrite stored entries; at the right
+/// sequence it is written. On PostgreSQL the same holds inside a lock's transaction, and
+/// the refused batch ends the lock.
+async fn appends_only_at_the_journal_end(store: &dyn Store) {
+    let admin = Actor::Admin {
+        id: ActorId::new(uid()).unwrap(),
+    };
+    let at = Timestamp::from_millis(T0);
+    let spec = ProgramSpec::new(
+        ProgramId::new(uid()).unwrap(),
+        "Donghu volunteer points",
+        "points",
+        Scale::new(2).unwrap(),
+    );
+    let program = spec.id();
+    let (mut ledger, genesis) = Ledger::open(spec, rid(), admin, at).unwrap();
+    let genesis = StoredEntry {
+        entry: genesis,
+        fingerprint: 0,
+    };
+    assert_eq!(store.create_program(&genesis).await.unwrap(), None);
+    let next = |ledger: &mut Ledger| {
+        let request = Request {
+            request_id: rid(),
+            actor: admin,
+            command: Command::CreateOrgUnit {
+                id: OrgUnitId::new(uid()).unwrap(),
+                parent: None,
+                name: "Donghu".into(),
+                level: OrgLevel::Community,
+            },
+        };
+        let Applied::New(entry) = ledger.apply(&request, at).unwrap() else {
+            panic!("not new")
+        };
+        StoredEntry {
+            fingerprint: Ledger::request_fingerprint(&request),
+            entry,
+        }
+    };
+    let first = next(&mut ledger);
+    store
+        .append(program, 1, std::slice::from_ref(&first))
+        .await
+        .unwrap();
+    let second = next(&mut ledger);
+    let stored = |n: usize| async move {
+        let read = store.read_entries(program, 0, 10).await.unwrap();
+        assert_eq!(read.len(), n, "{} stored", store.kind());
+        read
+    };
+    for claimed in [3, 1] {
+        let refused = store
+            .append(program, claimed, std::slice::from_ref(&second))
+            .await;
+        assert_eq!(refused, Err(StoreError::Conflict), "{}", store.kind());
+        stored(2).await;
+    }
+    if let Some(locked) = store.lock(program, 2).await.unwrap() {
+        assert_eq!((locked.next, locked.entries.len()), (2, 0));
+        let refused = store
+            .append(program, 3, std::slice::from_ref(&second))
+            .await;
+        assert_eq!(refused, Err(StoreError::Conflict));
+        stored(2).await;
+        // The refused batch ended its transaction: the lock is free again, and a batch at
+        // the right sequence inside it is written.
+        let locked = tokio::time::timeout(Duration::from_secs(10), store.lock(program, 2))
+            .await
+            .expect("the refused batch kept the lock")
+            .unwrap()
+            .unwrap();
+        assert_eq!(locked.next, 2);
+    }
+    store
+        .append(program, 2, std::slice::from_ref(&second))
+        .await
+        .unwrap();
+    let read = stored(3).await;
+    assert_eq!(read[2], second);
+    assert_eq!(read[1], first);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_store_appends_only_at_the_journal_end() {
+    appends_only_at_the_journal_end(&MemoryStore::new()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = points_grpc::store::sqlite::SqliteStore::open(dir.path())
+        .await
+        .unwrap();
+    appends_only_at_the_journal_end(&sqlite).await;
+    let Some(config) = postgres().await else {
+        return;
+    };
+    let StoreConfig::Postgres { url } = &config else {
+        unreachable!()
+    };
+    let postgres = points_grpc::store::postgres::PostgresStore::connect(url)
+        .await
+        .unwrap();
+    appends_only_at_the_journal_end(&postgres).await;
+    drop(postgres);
     drop_schema(&config).await;
 }
 
