@@ -767,6 +767,24 @@ impl Ledger {
         .unwrap_or_default()
     }
 
+    /// [`Ledger::snapshot`] handed to `sink` in order, a piece at a time, instead of gathered
+    /// into one buffer: the pieces joined are exactly the bytes `snapshot` returns. Small
+    /// fields are gathered into pieces of `piece_bytes`; a table at least that long goes to
+    /// the sink as it is. A caller that writes the pieces to a file never holds the whole
+    /// snapshot (hundreds of megabytes at a million members) in memory, nor pays for the
+    /// fresh pages such a buffer needs.
+    pub fn snapshot_into(&self, piece_bytes: usize, sink: impl FnMut(&[u8])) {
+        let piece_bytes = piece_bytes.max(1);
+        let pieces = SnapshotPieces {
+            buffer: Vec::with_capacity(piece_bytes),
+            piece_bytes,
+            sink,
+        };
+        // The flavour never refuses bytes, and plain data always encodes.
+        let encoded = postcard::serialize_with_flavor(&(SNAPSHOT_FORMAT, self), pieces);
+        debug_assert!(encoded.is_ok(), "a snapshot always encodes");
+    }
+
     /// Restores a ledger from [`Ledger::snapshot`] bytes. Malformed, truncated or
     /// inconsistent bytes, or a snapshot of another format, are an error, never a panic.
     pub fn from_snapshot(bytes: &[u8]) -> Result<Ledger, crate::entry::DecodeError> {
@@ -2791,6 +2809,53 @@ impl postcard::ser_flavors::Flavor for SnapshotBuffer {
 
     fn finalize(self) -> postcard::Result<Vec<u8>> {
         Ok(self.0)
+    }
+}
+
+/// Postcard's output for [`Ledger::snapshot_into`]: small writes gathered into pieces of
+/// `piece_bytes`, long ones passed through without a copy.
+struct SnapshotPieces<F: FnMut(&[u8])> {
+    buffer: Vec<u8>,
+    piece_bytes: usize,
+    sink: F,
+}
+
+impl<F: FnMut(&[u8])> SnapshotPieces<F> {
+    fn flush(&mut self) {
+        if !self.buffer.is_empty() {
+            (self.sink)(&self.buffer);
+            self.buffer.clear();
+        }
+    }
+}
+
+impl<F: FnMut(&[u8])> postcard::ser_flavors::Flavor for SnapshotPieces<F> {
+    type Output = ();
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        if self.buffer.len() + data.len() > self.piece_bytes {
+            // Bytes keep their order: what is gathered goes first.
+            self.flush();
+        }
+        if data.len() >= self.piece_bytes {
+            (self.sink)(data);
+        } else {
+            self.buffer.extend_from_slice(data);
+        }
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        if self.buffer.len() >= self.piece_bytes {
+            self.flush();
+        }
+        self.buffer.push(data);
+        Ok(())
+    }
+
+    fn finalize(mut self) -> postcard::Result<()> {
+        self.flush();
+        Ok(())
     }
 }
 

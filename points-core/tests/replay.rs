@@ -67,6 +67,20 @@ fn generate(steps: &[Step], snapshot_at: Option<&Index>) -> (Run, Vec<u8>, usize
             for capacity in [0, 1, snapshot.0.len(), 2 * snapshot.0.len()] {
                 assert_eq!(run.ledger.snapshot_with_capacity(capacity), snapshot.0);
             }
+            // In pieces: gathered short writes, long ones passed whole, the order kept.
+            for piece_bytes in [0, 1, 7, 100, 4096, snapshot.0.len() + 1] {
+                let mut joined = Vec::new();
+                let mut pieces = 0;
+                run.ledger.snapshot_into(piece_bytes, |piece| {
+                    assert!(!piece.is_empty(), "no empty pieces");
+                    joined.extend_from_slice(piece);
+                    pieces += 1;
+                });
+                assert_eq!(joined, snapshot.0, "pieces of {piece_bytes} bytes");
+                if piece_bytes > snapshot.0.len() {
+                    assert_eq!(pieces, 1, "a snapshot shorter than a piece is one piece");
+                }
+            }
         }
     }
     (run, snapshot.0, snapshot.1)

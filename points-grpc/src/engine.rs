@@ -1440,12 +1440,36 @@ impl Writer {
             .name("points-checkpoint".to_owned())
             .spawn(move || {
                 let started = std::time::Instant::now();
-                let checkpoint = checkpoint_of(&ledger, &hint);
-                let serialise_ms = started.elapsed().as_millis();
-                tracing::debug!(%program, at = checkpoint.next_sequence, serialise_ms, "checkpoint serialised");
-                // The copy is not needed while the bytes go to disk.
-                drop(ledger);
-                store_checkpoint(&runtime, &*store, program, &checkpoint);
+                let at = ledger.next_sequence();
+                let mut bytes = 0;
+                // The snapshot goes to the store as it is encoded: gathered into one buffer
+                // first, it cost as much fresh memory again as the copy, and most of the
+                // checkpoint's time went into the kernel zeroing those pages.
+                let stored = store.put_checkpoint_streamed(
+                    &runtime,
+                    program,
+                    at,
+                    ledger.head_hash(),
+                    // As `checkpoint_of` sizes its buffer, for a store that gathers.
+                    {
+                        let last = hint.load(Ordering::Relaxed);
+                        last.saturating_add(last / 2)
+                    },
+                    &mut |sink| {
+                        ledger.snapshot_into(CHECKPOINT_PIECE_BYTES, |piece| {
+                            bytes += piece.len();
+                            sink(piece);
+                        });
+                    },
+                );
+                let write_ms = started.elapsed().as_millis();
+                match stored {
+                    Ok(()) => {
+                        hint.store(bytes, Ordering::Relaxed);
+                        tracing::debug!(%program, at, bytes, write_ms, "checkpoint written");
+                    }
+                    Err(e) => tracing::warn!(%program, error = %e, "checkpoint not written"),
+                }
             });
         match spawned {
             Ok(thread) => Some(thread),
@@ -1666,6 +1690,9 @@ fn decide(
 }
 
 /// When the writer takes ledger checkpoints, and the one being stored in the background.
+/// The pieces a checkpoint's snapshot is written in (its big tables go whole).
+const CHECKPOINT_PIECE_BYTES: usize = 1 << 20;
+
 struct Checkpoints {
     /// The next sequence of the latest checkpoint.
     last: u64,
@@ -1707,12 +1734,16 @@ impl Checkpoints {
         if writer.options.background_checkpoints {
             // Copying the ledger takes a fraction of the time serialising it does, so the
             // writer copies it and the checkpoint thread serialises the copy.
+            let started = std::time::Instant::now();
             let copy = writer
                 .state
                 .ledger
                 .read()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone();
+            // Every write waits while the writer copies, so operators see how long.
+            let copy_ms = started.elapsed().as_millis();
+            tracing::debug!(program = %writer.state.id, at = copy.next_sequence(), copy_ms, "ledger copied for a checkpoint");
             // On failure, try again after the next interval rather than every batch.
             self.last = copy.next_sequence();
             self.storing = writer.store_in_background(copy, self.last_bytes.clone());

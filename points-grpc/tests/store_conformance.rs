@@ -1275,7 +1275,9 @@ async fn postgres_batch_waits_for_the_programme_lock() {
 /// `Conflict`, whether the batch would leave a gap or overwrite stored entries; at the right
 /// sequence it is written. On PostgreSQL the same holds inside a lock's transaction, and
 /// the refused batch ends the lock.
-async fn appends_only_at_the_journal_end(store: &dyn Store) {
+/// A new programme in `store` (its genesis entry stored) and its ledger, with its admin and
+/// the instant it was opened at.
+async fn open_program(store: &dyn Store) -> (ProgramId, Ledger, Actor, Timestamp) {
     let admin = Actor::Admin {
         id: ActorId::new(uid()).unwrap(),
     };
@@ -1287,31 +1289,39 @@ async fn appends_only_at_the_journal_end(store: &dyn Store) {
         Scale::new(2).unwrap(),
     );
     let program = spec.id();
-    let (mut ledger, genesis) = Ledger::open(spec, rid(), admin, at).unwrap();
+    let (ledger, genesis) = Ledger::open(spec, rid(), admin, at).unwrap();
     let genesis = StoredEntry {
         entry: genesis,
         fingerprint: 0,
     };
     assert_eq!(store.create_program(&genesis).await.unwrap(), None);
-    let next = |ledger: &mut Ledger| {
-        let request = Request {
-            request_id: rid(),
-            actor: admin,
-            command: Command::CreateOrgUnit {
-                id: OrgUnitId::new(uid()).unwrap(),
-                parent: None,
-                name: "Donghu".into(),
-                level: OrgLevel::Community,
-            },
-        };
-        let Applied::New(entry) = ledger.apply(&request, at).unwrap() else {
-            panic!("not new")
-        };
-        StoredEntry {
-            fingerprint: Ledger::request_fingerprint(&request),
-            entry,
-        }
+    (program, ledger, admin, at)
+}
+
+/// The ledger's next entry (a new org unit), applied to it, as a store holds it.
+fn next_entry(ledger: &mut Ledger, admin: Actor, at: Timestamp) -> StoredEntry {
+    let request = Request {
+        request_id: rid(),
+        actor: admin,
+        command: Command::CreateOrgUnit {
+            id: OrgUnitId::new(uid()).unwrap(),
+            parent: None,
+            name: "Donghu".into(),
+            level: OrgLevel::Community,
+        },
     };
+    let Applied::New(entry) = ledger.apply(&request, at).unwrap() else {
+        panic!("not new")
+    };
+    StoredEntry {
+        fingerprint: Ledger::request_fingerprint(&request),
+        entry,
+    }
+}
+
+async fn appends_only_at_the_journal_end(store: &dyn Store) {
+    let (program, mut ledger, admin, at) = open_program(store).await;
+    let next = |ledger: &mut Ledger| next_entry(ledger, admin, at);
     let first = next(&mut ledger);
     store
         .append(program, 1, std::slice::from_ref(&first))
@@ -1373,6 +1383,85 @@ async fn every_store_appends_only_at_the_journal_end() {
         .await
         .unwrap();
     appends_only_at_the_journal_end(&postgres).await;
+    drop(postgres);
+    drop_schema(&config).await;
+}
+
+/// A checkpoint written in pieces (as the engine's checkpoint thread writes them) is
+/// stored as the pieces joined, and the latest one is what the store returns.
+async fn streams_checkpoints(store: &dyn Store) {
+    let (program, mut ledger, admin, at) = open_program(store).await;
+    let mut snapshots = Vec::new();
+    for round in 0..3 {
+        let entries: Vec<StoredEntry> = (0..=round)
+            .map(|_| next_entry(&mut ledger, admin, at))
+            .collect();
+        let from = entries[0].entry.sequence();
+        store.append(program, from, &entries).await.unwrap();
+        let mut pieces = 0;
+        // The store may block this thread for the write, as on the checkpoint thread.
+        let stored = tokio::task::block_in_place(|| {
+            store.put_checkpoint_streamed(
+                &tokio::runtime::Handle::current(),
+                program,
+                ledger.next_sequence(),
+                ledger.head_hash(),
+                0,
+                &mut |sink| {
+                    ledger.snapshot_into(64, |piece| {
+                        pieces += 1;
+                        sink(piece);
+                    });
+                },
+            )
+        });
+        stored.unwrap();
+        assert!(pieces > 1, "the snapshot went in pieces");
+        snapshots.push((
+            ledger.next_sequence(),
+            ledger.head_hash(),
+            ledger.snapshot(),
+        ));
+        let latest = store.latest_checkpoint(program).await.unwrap().unwrap();
+        let (next, head, snapshot) = snapshots.last().unwrap();
+        assert_eq!(latest.next_sequence, *next, "{}", store.kind());
+        assert_eq!(latest.head_hash, *head, "{}", store.kind());
+        assert!(
+            latest.snapshot == *snapshot,
+            "{}: snapshot bytes",
+            store.kind()
+        );
+        let restored = Ledger::from_snapshot(&latest.snapshot).unwrap();
+        assert_eq!(restored.head_hash(), ledger.head_hash());
+    }
+    assert!(snapshots.windows(2).all(|w| w[0].0 < w[1].0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_store_streams_checkpoints() {
+    streams_checkpoints(&MemoryStore::new()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = points_grpc::store::sqlite::SqliteStore::open(dir.path())
+        .await
+        .unwrap();
+    streams_checkpoints(&sqlite).await;
+    // The SQLite store wrote files, the latest two kept, and no temporary one left.
+    let names: Vec<String> = std::fs::read_dir(dir.path().join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.iter().all(|n| n.ends_with(".ckpt")), "{names:?}");
+    let Some(config) = postgres().await else {
+        return;
+    };
+    let StoreConfig::Postgres { url } = &config else {
+        unreachable!()
+    };
+    let postgres = points_grpc::store::postgres::PostgresStore::connect(url)
+        .await
+        .unwrap();
+    streams_checkpoints(&postgres).await;
     drop(postgres);
     drop_schema(&config).await;
 }

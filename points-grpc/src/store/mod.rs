@@ -82,6 +82,10 @@ pub struct Checkpoint {
     pub snapshot: Vec<u8>,
 }
 
+/// Produces a checkpoint's snapshot: called once with a sink, it hands the sink the
+/// snapshot's bytes in order, a piece at a time (see [`Store::put_checkpoint_streamed`]).
+pub type EncodeSnapshot<'a> = dyn FnMut(&mut dyn FnMut(&[u8])) + 'a;
+
 /// Durable storage for journals, checkpoints and API keys.
 ///
 /// Every method may be called concurrently from several tasks; `append` for one programme is
@@ -171,6 +175,35 @@ pub trait Store: Send + Sync + 'static {
         program: ProgramId,
         checkpoint: &'a Checkpoint,
     ) -> BoxFuture<'a, StoreResult<()>>;
+
+    /// Stores a checkpoint whose snapshot `encode` hands, in pieces, to the sink it is given
+    /// (as [`points_core::Ledger::snapshot_into`] does), keeping at most the latest two. A
+    /// store that writes files writes the pieces as they come, so the whole snapshot is
+    /// never in memory. `size_hint_bytes` (the last snapshot's size, say) sizes the buffer of
+    /// a store that gathers the pieces.
+    ///
+    /// Blocks the calling thread until the checkpoint is stored or has failed: call it from
+    /// a thread of its own, as the engine's checkpoint thread does, never from an async
+    /// task. The default gathers the pieces and stores them with [`Store::put_checkpoint`]
+    /// on `runtime`.
+    fn put_checkpoint_streamed(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        program: ProgramId,
+        next_sequence: u64,
+        head_hash: Hash,
+        size_hint_bytes: usize,
+        encode: &mut EncodeSnapshot<'_>,
+    ) -> StoreResult<()> {
+        let mut snapshot = Vec::with_capacity(size_hint_bytes);
+        encode(&mut |piece| snapshot.extend_from_slice(piece));
+        let checkpoint = Checkpoint {
+            next_sequence,
+            head_hash,
+            snapshot,
+        };
+        runtime.block_on(self.put_checkpoint(program, &checkpoint))
+    }
 
     /// Inserts or replaces an API key.
     fn put_api_key(&self, key: ApiKeyRecord) -> BoxFuture<'_, StoreResult<()>>;

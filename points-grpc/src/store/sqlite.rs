@@ -37,8 +37,8 @@
 //! the `checkpoints` table, from before, are still read when no file is usable.
 
 use super::{
-    decode_entry, secret_from, BoxFuture, Checkpoint, Faults, Store, StoreError, StoreResult,
-    StoredEntry,
+    decode_entry, secret_from, BoxFuture, Checkpoint, EncodeSnapshot, Faults, Store, StoreError,
+    StoreResult, StoredEntry,
 };
 use crate::engine::ApiKeyRecord;
 use points_core::checkpoint::SignedCheckpoint;
@@ -272,26 +272,90 @@ impl Shared {
     }
 
     /// Writes a checkpoint file durably: temporary name, sync, rename, sync the directory.
-    fn write_checkpoint_file(&self, handle: i64, checkpoint: &Checkpoint) -> StoreResult<()> {
-        use std::io::Write as _;
+    /// `encode` hands the snapshot to its sink in pieces, which go to the file as they come;
+    /// the header, with the snapshot's hash, is written last, at the front. A failed write
+    /// leaves no file under the checkpoint's name.
+    fn write_checkpoint_file(
+        &self,
+        handle: i64,
+        next_sequence: u64,
+        head_hash: Hash,
+        encode: &mut EncodeSnapshot<'_>,
+    ) -> StoreResult<()> {
+        use std::io::{Seek as _, Write as _};
         let dir = &self.checkpoint_dir;
         std::fs::create_dir_all(dir).map_err(unavailable)?;
-        let name = format!("{handle}-{:020}.ckpt", checkpoint.next_sequence);
+        let name = format!("{handle}-{next_sequence:020}.ckpt");
         let temporary = dir.join(format!("{name}.tmp"));
-        let mut file = std::fs::File::create(&temporary).map_err(unavailable)?;
-        let mut header = Vec::with_capacity(CHECKPOINT_HEADER_BYTES);
-        header.extend_from_slice(CHECKPOINT_MAGIC);
-        header.extend_from_slice(&checkpoint.next_sequence.to_le_bytes());
-        header.extend_from_slice(&checkpoint.head_hash.0);
-        header.extend_from_slice(blake3::hash(&checkpoint.snapshot).as_bytes());
-        file.write_all(&header).map_err(unavailable)?;
-        file.write_all(&checkpoint.snapshot).map_err(unavailable)?;
-        file.sync_all().map_err(unavailable)?;
-        drop(file);
+        let written = (|| {
+            let mut file = std::fs::File::create(&temporary)?;
+            file.write_all(&[0; CHECKPOINT_HEADER_BYTES])?;
+            let mut hasher = blake3::Hasher::new();
+            let mut failed = None;
+            encode(&mut |piece| {
+                if failed.is_none() {
+                    hasher.update(piece);
+                    failed = file.write_all(piece).err();
+                }
+            });
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            let mut header = Vec::with_capacity(CHECKPOINT_HEADER_BYTES);
+            header.extend_from_slice(CHECKPOINT_MAGIC);
+            header.extend_from_slice(&next_sequence.to_le_bytes());
+            header.extend_from_slice(&head_hash.0);
+            header.extend_from_slice(hasher.finalize().as_bytes());
+            file.rewind()?;
+            file.write_all(&header)?;
+            file.sync_all()
+        })();
+        if let Err(e) = written {
+            // Only disk space is at stake, but a full disk is a likely cause.
+            let _ = std::fs::remove_file(&temporary);
+            return Err(unavailable(e));
+        }
         std::fs::rename(&temporary, dir.join(name)).map_err(unavailable)?;
         std::fs::File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(unavailable)
+    }
+
+    /// Stores a checkpoint file, then removes what it supersedes: files beyond the latest
+    /// [`CHECKPOINTS_KEPT`] and rows from before checkpoints were files.
+    fn put_checkpoint_file(
+        &self,
+        program: ProgramId,
+        next_sequence: u64,
+        head_hash: Hash,
+        encode: &mut EncodeSnapshot<'_>,
+    ) -> StoreResult<()> {
+        let handle = self
+            .handle(program)
+            .ok_or_else(|| unavailable("unknown programme"))?;
+        self.write_checkpoint_file(handle, next_sequence, head_hash, encode)?;
+        let files = self.checkpoint_files(handle)?;
+        for (_, old) in &files[..files.len().saturating_sub(CHECKPOINTS_KEPT)] {
+            // A file left behind is only disk space: the newest valid one is used.
+            if let Err(e) = std::fs::remove_file(old) {
+                tracing::warn!(file = %old.display(), error = %e, "old checkpoint not removed");
+            }
+        }
+        let legacy = self.read(|conn| {
+            conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM checkpoints WHERE handle = ?1)",
+                [handle],
+                |r| r.get::<_, bool>(0),
+            )
+            .map_err(unavailable)
+        })?;
+        if legacy {
+            self.write(|conn| {
+                conn.execute("DELETE FROM checkpoints WHERE handle = ?1", [handle])
+                    .map_err(unavailable)
+            })?;
+        }
+        Ok(())
     }
 
     fn read_entries(&self, handle: i64, from: u64, limit: usize) -> StoreResult<Vec<StoredEntry>> {
@@ -586,34 +650,27 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'a, StoreResult<()>> {
         let checkpoint = checkpoint.clone();
         self.blocking(move |shared| {
-            let handle = shared
-                .handle(program)
-                .ok_or_else(|| unavailable("unknown programme"))?;
-            shared.write_checkpoint_file(handle, &checkpoint)?;
-            let files = shared.checkpoint_files(handle)?;
-            for (_, old) in &files[..files.len().saturating_sub(CHECKPOINTS_KEPT)] {
-                // A file left behind is only disk space: the newest valid one is used.
-                if let Err(e) = std::fs::remove_file(old) {
-                    tracing::warn!(file = %old.display(), error = %e, "old checkpoint not removed");
-                }
-            }
-            // Rows from before checkpoints were files are superseded now.
-            let legacy = shared.read(|conn| {
-                conn.query_row(
-                    "SELECT EXISTS (SELECT 1 FROM checkpoints WHERE handle = ?1)",
-                    [handle],
-                    |r| r.get::<_, bool>(0),
-                )
-                .map_err(unavailable)
-            })?;
-            if legacy {
-                shared.write(|conn| {
-                    conn.execute("DELETE FROM checkpoints WHERE handle = ?1", [handle])
-                        .map_err(unavailable)
-                })?;
-            }
-            Ok(())
+            shared.put_checkpoint_file(
+                program,
+                checkpoint.next_sequence,
+                checkpoint.head_hash,
+                &mut |sink| sink(&checkpoint.snapshot),
+            )
         })
+    }
+
+    /// Writes the pieces to the file as they come, on the calling thread.
+    fn put_checkpoint_streamed(
+        &self,
+        _runtime: &tokio::runtime::Handle,
+        program: ProgramId,
+        next_sequence: u64,
+        head_hash: Hash,
+        _size_hint_bytes: usize,
+        encode: &mut EncodeSnapshot<'_>,
+    ) -> StoreResult<()> {
+        self.shared
+            .put_checkpoint_file(program, next_sequence, head_hash, encode)
     }
 
     fn put_api_key(&self, key: ApiKeyRecord) -> BoxFuture<'_, StoreResult<()>> {
