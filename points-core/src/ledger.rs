@@ -31,6 +31,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
 
@@ -2617,18 +2618,27 @@ impl Ledger {
 /// searched by sequence replace a hash map: no hashing, no rehashing, no load-factor
 /// slack, and appends land at the end of memory that is already warm.
 ///
-/// The values are kept in chunks of at most [`BY_SEQUENCE_CHUNK`] (a chunk restored from a
-/// snapshot may be longer; one that took an out-of-order value may be too), never empty,
-/// each following the last in sequence order. One vector would grow by doubling, and each
-/// doubling copies the whole table on the writer thread: hundreds of megabytes, a pause of
-/// a few hundred milliseconds, at ten million redemptions. A new chunk is a fresh
-/// allocation that nothing has to be copied into.
+/// The values are kept in chunks of at most [`BY_SEQUENCE_CHUNK`] (one that took an
+/// out-of-order value may be longer), never empty but for the tail, each following the
+/// last in sequence order. One vector would grow by doubling, and each doubling copies the whole table on
+/// the writer thread: hundreds of megabytes, a pause of a few hundred milliseconds, at ten
+/// million redemptions. A new chunk is a fresh allocation that nothing has to be copied
+/// into.
+///
+/// Full chunks are shared between a table and its clones and copied only when one side
+/// changes them, so a copy of the ledger for a checkpoint costs a pointer per chunk here
+/// instead of a copy of every redemption's fact. The chunk being filled (the tail) is the
+/// table's own: appends, the common case, go straight into it with no check, and a clone
+/// copies only it.
 ///
 /// A snapshot holds the values as one sequence, so how they are chunked never shows in it.
 #[derive(Clone, Debug)]
 pub(crate) struct BySequence<T> {
     prefix: [u8; 8],
-    chunks: Vec<Vec<(u64, T)>>,
+    /// Full chunks (or restored ones), in order, before `tail`.
+    chunks: Vec<Arc<Vec<(u64, T)>>>,
+    /// The chunk appends go into; may be empty.
+    tail: Vec<(u64, T)>,
 }
 
 /// The most values a [`BySequence`] chunk takes by appending (64 bytes each for a
@@ -2639,72 +2649,70 @@ const BY_SEQUENCE_CHUNK: usize = 1 << 16;
 #[cfg(test)]
 const BY_SEQUENCE_CHUNK: usize = 4;
 
+/// Where a sequence number belongs in a [`BySequence`].
+#[derive(Clone, Copy)]
+enum Place {
+    /// In the tail.
+    Tail,
+    /// In the shared chunk at this index.
+    Chunk(usize),
+}
+
 impl<T> BySequence<T> {
     fn new(prefix: [u8; 8]) -> Self {
         Self {
             prefix,
             chunks: Vec::new(),
+            tail: Vec::new(),
         }
     }
 
-    /// The chunk that holds `sequence` if anything does, and where in it.
-    fn position(&self, sequence: u64) -> Option<(usize, usize)> {
-        // Chunks are non-empty and in order: the last whose first sequence is not above
-        // `sequence` is the only one that can hold it.
-        let chunk = self
+    /// The chunk whose range covers `sequence`: the tail if it starts at or before it,
+    /// else the last shared chunk that does, else the first one (for a value that comes
+    /// before everything). `None` when the table is empty.
+    fn place(&self, sequence: u64) -> Option<Place> {
+        if self
+            .tail
+            .first()
+            .is_some_and(|(first, _)| *first <= sequence)
+        {
+            return Some(Place::Tail);
+        }
+        if self.chunks.is_empty() {
+            return (!self.tail.is_empty()).then_some(Place::Tail);
+        }
+        // Chunks are non-empty and in order.
+        let after = self
             .chunks
-            .partition_point(|c| c.first().is_some_and(|(first, _)| *first <= sequence))
-            .checked_sub(1)?;
-        let within = self.chunks[chunk]
+            .partition_point(|c| c.first().is_some_and(|(first, _)| *first <= sequence));
+        Some(Place::Chunk(after.saturating_sub(1)))
+    }
+
+    fn values(&self, place: Place) -> &[(u64, T)] {
+        match place {
+            Place::Tail => &self.tail,
+            Place::Chunk(i) => &self.chunks[i],
+        }
+    }
+
+    /// Where the value for `sequence` is, if there is one.
+    fn position(&self, sequence: u64) -> Option<(Place, usize)> {
+        let place = self.place(sequence)?;
+        let within = self
+            .values(place)
             .binary_search_by_key(&sequence, |(s, _)| *s)
             .ok()?;
-        Some((chunk, within))
+        Some((place, within))
     }
 
     pub(crate) fn get(&self, id: &EntryId) -> Option<&T> {
-        let (chunk, within) = self.position(id.sequence_for(self.prefix)?)?;
-        Some(&self.chunks[chunk][within].1)
-    }
-
-    fn get_mut(&mut self, id: &EntryId) -> Option<&mut T> {
-        let (chunk, within) = self.position(id.sequence_for(self.prefix)?)?;
-        Some(&mut self.chunks[chunk][within].1)
-    }
-
-    /// Adds the value for `id`. Ids come in journal order; an out-of-order id (possible only
-    /// in a hostile journal) is placed where it belongs.
-    fn insert(&mut self, id: EntryId, value: T) {
-        let Some(sequence) = id.sequence_for(self.prefix) else {
-            return;
-        };
-        let last = self.chunks.last().and_then(|c| c.last()).map(|(s, _)| *s);
-        if last.is_none_or(|last| last < sequence) {
-            match self.chunks.last_mut() {
-                Some(chunk) if chunk.len() < BY_SEQUENCE_CHUNK => chunk.push((sequence, value)),
-                _ => {
-                    let mut chunk = Vec::with_capacity(BY_SEQUENCE_CHUNK);
-                    chunk.push((sequence, value));
-                    self.chunks.push(chunk);
-                }
-            }
-            return;
-        }
-        // Out of order: into the chunk whose range covers it, or the first if it comes
-        // before everything.
-        let chunk = self
-            .chunks
-            .partition_point(|c| c.first().is_some_and(|(first, _)| *first <= sequence))
-            .saturating_sub(1);
-        let values = &mut self.chunks[chunk];
-        match values.binary_search_by_key(&sequence, |(s, _)| *s) {
-            Ok(i) => values[i].1 = value,
-            Err(i) => values.insert(i, (sequence, value)),
-        }
+        let (place, within) = self.position(id.sequence_for(self.prefix)?)?;
+        Some(&self.values(place)[within].1)
     }
 
     /// Every value with its sequence number, in order.
     fn entries(&self) -> impl Iterator<Item = &(u64, T)> + '_ {
-        self.chunks.iter().flatten()
+        self.chunks.iter().flat_map(|c| c.iter()).chain(&self.tail)
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = (EntryId, &T)> + '_ {
@@ -2713,7 +2721,54 @@ impl<T> BySequence<T> {
     }
 
     fn len(&self) -> usize {
-        self.chunks.iter().map(Vec::len).sum()
+        self.chunks.iter().map(|c| c.len()).sum::<usize>() + self.tail.len()
+    }
+}
+
+impl<T: Clone> BySequence<T> {
+    /// The values at `place`, to change: a shared chunk is copied first if a clone of the
+    /// table shares it.
+    fn values_mut(&mut self, place: Place) -> &mut Vec<(u64, T)> {
+        match place {
+            Place::Tail => &mut self.tail,
+            Place::Chunk(i) => Arc::make_mut(&mut self.chunks[i]),
+        }
+    }
+
+    fn get_mut(&mut self, id: &EntryId) -> Option<&mut T> {
+        let (place, within) = self.position(id.sequence_for(self.prefix)?)?;
+        Some(&mut self.values_mut(place)[within].1)
+    }
+
+    /// Adds the value for `id`. Ids come in journal order; an out-of-order id (possible only
+    /// in a hostile journal) is placed where it belongs.
+    fn insert(&mut self, id: EntryId, value: T) {
+        let Some(sequence) = id.sequence_for(self.prefix) else {
+            return;
+        };
+        let last = self
+            .tail
+            .last()
+            .or_else(|| self.chunks.last().and_then(|c| c.last()))
+            .map(|(s, _)| *s);
+        if last.is_none_or(|last| last < sequence) {
+            if self.tail.len() >= BY_SEQUENCE_CHUNK {
+                // A full tail is shared from now on; moving it copies no values.
+                let full = std::mem::replace(&mut self.tail, Vec::with_capacity(BY_SEQUENCE_CHUNK));
+                self.chunks.push(Arc::new(full));
+            }
+            self.tail.push((sequence, value));
+            return;
+        }
+        // Out of order: into the chunk whose range covers it (the table is not empty here).
+        let Some(place) = self.place(sequence) else {
+            return;
+        };
+        let values = self.values_mut(place);
+        match values.binary_search_by_key(&sequence, |(s, _)| *s) {
+            Ok(i) => values[i].1 = value,
+            Err(i) => values.insert(i, (sequence, value)),
+        }
     }
 }
 
@@ -2738,25 +2793,59 @@ impl<T: Serialize> Serialize for BySequence<T> {
     }
 }
 
+/// A snapshot's one sequence of values, read straight into chunks (no copy, and no chunk
+/// so long that changing one value while it is shared would copy the whole table).
+struct Chunked<T>(Vec<Arc<Vec<(u64, T)>>>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Chunked<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visitor<T> {
+            type Value = Chunked<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a sequence of values by sequence number")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Chunked<T>, A::Error> {
+                let mut chunks = Vec::new();
+                let mut chunk = Vec::new();
+                while let Some(item) = seq.next_element::<(u64, T)>()? {
+                    if chunk.len() == BY_SEQUENCE_CHUNK {
+                        chunks.push(Arc::new(std::mem::take(&mut chunk)));
+                    }
+                    if chunk.capacity() == 0 {
+                        // A claimed length is not trusted with an allocation.
+                        chunk.reserve(BY_SEQUENCE_CHUNK.min(seq.size_hint().unwrap_or(0).max(1)));
+                    }
+                    chunk.push(item);
+                }
+                if !chunk.is_empty() {
+                    chunks.push(Arc::new(chunk));
+                }
+                Ok(Chunked(chunks))
+            }
+        }
+        deserializer.deserialize_seq(Visitor(std::marker::PhantomData))
+    }
+}
+
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for BySequence<T> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         /// The form a snapshot holds.
         #[derive(Deserialize)]
         #[serde(rename = "BySequence")]
+        #[serde(bound(deserialize = "T: Deserialize<'de>"))]
         struct Stored<T> {
             prefix: [u8; 8],
-            items: Vec<(u64, T)>,
+            items: Chunked<T>,
         }
         let stored = Stored::<T>::deserialize(deserializer)?;
-        // The restored values stay one chunk (nothing is copied); appends start new ones.
-        let chunks = if stored.items.is_empty() {
-            Vec::new()
-        } else {
-            vec![stored.items]
-        };
         Ok(BySequence {
             prefix: stored.prefix,
-            chunks,
+            chunks: stored.items.0,
+            tail: Vec::new(),
         })
     }
 }
@@ -3081,15 +3170,21 @@ mod by_sequence_tests {
         items: &'a [(u64, u32)],
     }
 
+    /// A sequence number and its value.
+    type Pair = (u64, u32);
+
     proptest! {
         /// Appends (mostly), out-of-order inserts, updates and snapshot round trips,
         /// checked after every step against a sorted map.
         #[test]
         fn by_sequence_matches_a_sorted_map(
-            ops in prop::collection::vec((0u8..10, 0u64..40, any::<u32>()), 0..200)
+            ops in prop::collection::vec((0u8..11, 0u64..40, any::<u32>()), 0..200)
         ) {
             let mut table = BySequence::<u32>::new(PREFIX);
             let mut model: BTreeMap<u64, u32> = BTreeMap::new();
+            // A clone taken along the way, with what it held: it shares the table's chunks,
+            // and nothing done to the table afterwards may show in it.
+            let mut copy: Option<(BySequence<u32>, Vec<Pair>)> = None;
             let mut next = 0u64;
             for (kind, back, value) in ops {
                 let earlier = next.saturating_sub(back);
@@ -3118,7 +3213,15 @@ mod by_sequence_tests {
                         prop_assert_eq!(&bytes, &postcard::to_allocvec(&unchunked).unwrap());
                         table = postcard::from_bytes(&bytes).unwrap();
                     }
+                    9 => {
+                        let held = model.iter().map(|(k, v)| (*k, *v)).collect();
+                        copy = Some((table.clone(), held));
+                    }
                     _ => {}
+                }
+                if let Some((copy, held)) = &copy {
+                    let listed: Vec<(u64, u32)> = copy.entries().copied().collect();
+                    prop_assert_eq!(&listed, held);
                 }
                 prop_assert!(table.chunks.iter().all(|c| !c.is_empty()));
                 prop_assert_eq!(table.len(), model.len());
