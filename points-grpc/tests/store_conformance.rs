@@ -12,6 +12,7 @@ use points_core::{
 use points_grpc::engine::{ApiKeyRecord, ApiRole, Engine, EngineError, EngineOptions, StoreConfig};
 use points_grpc::store::memory::MemoryStore;
 use points_grpc::store::{Store, StoreError, StoredEntry, LOCK_PAGE};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -1319,6 +1320,25 @@ fn next_entry(ledger: &mut Ledger, admin: Actor, at: Timestamp) -> StoredEntry {
     }
 }
 
+/// Runs `check` against a PostgreSQL store on a fresh schema, and drops the schema after;
+/// does nothing where no database is configured (see [`postgres`]).
+async fn with_postgres_store(
+    check: impl for<'a> FnOnce(&'a dyn Store) -> std::pin::Pin<Box<dyn Future<Output = ()> + 'a>>,
+) {
+    let Some(config) = postgres().await else {
+        return;
+    };
+    let StoreConfig::Postgres { url } = &config else {
+        unreachable!()
+    };
+    let postgres = points_grpc::store::postgres::PostgresStore::connect(url)
+        .await
+        .unwrap();
+    check(&postgres).await;
+    drop(postgres);
+    drop_schema(&config).await;
+}
+
 async fn appends_only_at_the_journal_end(store: &dyn Store) {
     let (program, mut ledger, admin, at) = open_program(store).await;
     let next = |ledger: &mut Ledger| next_entry(ledger, admin, at);
@@ -1373,18 +1393,7 @@ async fn every_store_appends_only_at_the_journal_end() {
         .await
         .unwrap();
     appends_only_at_the_journal_end(&sqlite).await;
-    let Some(config) = postgres().await else {
-        return;
-    };
-    let StoreConfig::Postgres { url } = &config else {
-        unreachable!()
-    };
-    let postgres = points_grpc::store::postgres::PostgresStore::connect(url)
-        .await
-        .unwrap();
-    appends_only_at_the_journal_end(&postgres).await;
-    drop(postgres);
-    drop_schema(&config).await;
+    with_postgres_store(|store| Box::pin(appends_only_at_the_journal_end(store))).await;
 }
 
 /// A checkpoint written in pieces (as the engine's checkpoint thread writes them) is
@@ -1452,18 +1461,7 @@ async fn every_store_streams_checkpoints() {
         .collect();
     assert_eq!(names.len(), 2, "{names:?}");
     assert!(names.iter().all(|n| n.ends_with(".ckpt")), "{names:?}");
-    let Some(config) = postgres().await else {
-        return;
-    };
-    let StoreConfig::Postgres { url } = &config else {
-        unreachable!()
-    };
-    let postgres = points_grpc::store::postgres::PostgresStore::connect(url)
-        .await
-        .unwrap();
-    streams_checkpoints(&postgres).await;
-    drop(postgres);
-    drop_schema(&config).await;
+    with_postgres_store(|store| Box::pin(streams_checkpoints(store))).await;
 }
 
 /// Stores with a single writer take no lock.
