@@ -2620,10 +2620,10 @@ impl Ledger {
 ///
 /// The values are kept in chunks of at most [`BY_SEQUENCE_CHUNK`] (one that took an
 /// out-of-order value may be longer), never empty but for the tail, each following the
-/// last in sequence order. One vector would grow by doubling, and each doubling copies the whole table on
-/// the writer thread: hundreds of megabytes, a pause of a few hundred milliseconds, at ten
-/// million redemptions. A new chunk is a fresh allocation that nothing has to be copied
-/// into.
+/// last in sequence order. One vector would grow by doubling, and each doubling copies the
+/// whole table on the writer thread: hundreds of megabytes, a pause of a few hundred
+/// milliseconds, at ten million redemptions. A new chunk is a fresh allocation that nothing
+/// has to be copied into.
 ///
 /// Full chunks are shared between a table and its clones and copied only when one side
 /// changes them, so a copy of the ledger for a checkpoint costs a pointer per chunk here

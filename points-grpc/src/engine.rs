@@ -1689,10 +1689,10 @@ fn decide(
     (answers, fresh)
 }
 
-/// When the writer takes ledger checkpoints, and the one being stored in the background.
 /// The pieces a checkpoint's snapshot is written in (its big tables go whole).
 const CHECKPOINT_PIECE_BYTES: usize = 1 << 20;
 
+/// When the writer takes ledger checkpoints, and the one being stored in the background.
 struct Checkpoints {
     /// The next sequence of the latest checkpoint.
     last: u64,
