@@ -578,6 +578,18 @@ impl<T> Default for Log<T> {
     }
 }
 
+impl<T: Clone> Log<T> {
+    /// A copy of the values without the index (which is rebuilt on the copy's first
+    /// lookup, as after a replay).
+    pub(crate) fn clone_unindexed(&self) -> Self {
+        Log {
+            items: self.items.clone(),
+            index: IdIndex::default(),
+            indexed: 0,
+        }
+    }
+}
+
 impl<T: HasKey> Log<T> {
     pub(crate) fn len(&self) -> usize {
         self.items.len()

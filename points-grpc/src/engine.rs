@@ -1733,14 +1733,15 @@ impl Checkpoints {
         }
         if writer.options.background_checkpoints {
             // Copying the ledger takes a fraction of the time serialising it does, so the
-            // writer copies it and the checkpoint thread serialises the copy.
+            // writer copies it (leaving out what a snapshot does not hold) and the checkpoint
+            // thread serialises the copy.
             let started = std::time::Instant::now();
             let copy = writer
                 .state
                 .ledger
                 .read()
                 .unwrap_or_else(PoisonError::into_inner)
-                .clone();
+                .copy_for_snapshot();
             // Every write waits while the writer copies, so operators see how long.
             let copy_ms = started.elapsed().as_millis();
             tracing::debug!(program = %writer.state.id, at = copy.next_sequence(), copy_ms, "ledger copied for a checkpoint");
