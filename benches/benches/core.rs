@@ -306,13 +306,13 @@ fn snapshot_restore(what: &str, ledger: &Ledger) {
     let mut sized_best = Duration::MAX;
     let mut size = 0;
     for _ in 0..3 {
-        // The server's writer clones the ledger and serialises the clone on another thread.
+        // A plain clone, beside the copy the server's writer makes before a checkpoint.
         let started = Watch::start();
         let copy = black_box(ledger.clone());
         clone_best = clone_best.min(started.elapsed());
         assert_eq!(copy.head_hash(), ledger.head_hash());
         drop(copy);
-        // What it does now: a copy without the request index.
+        // The writer's copy (without the request index), serialised on another thread.
         let started = Watch::start();
         let copy = black_box(ledger.copy_for_snapshot());
         copy_best = copy_best.min(started.elapsed());
