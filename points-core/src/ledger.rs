@@ -649,8 +649,6 @@ impl Ledger {
     ) -> Result<(), ReplayError> {
         let mut group: SmallVec<[&Entry; LOOKAHEAD]> = SmallVec::new();
         let mut entries = entries.into_iter().peekable();
-        // One request slot per entry.
-        self.requests.reserve(entries.size_hint().0);
         while entries.peek().is_some() {
             group.clear();
             group.extend(entries.by_ref().take(LOOKAHEAD));
@@ -985,9 +983,10 @@ impl Ledger {
         self.prefetch(request);
         let print = fingerprint(&request.actor, &request.command);
         if let Some(sequence) = self.requests.position(request.request_id.uuid().as_u128()) {
-            let stored = self.requests.items()[sequence].print;
+            // The index found the id by reading this slot, so it is there.
+            let stored = self.requests.get(sequence).map(|slot| slot.print);
             let sequence = sequence as u64;
-            return if stored == print || stored == REPLAYED {
+            return if stored == Some(print) || stored == Some(REPLAYED) {
                 // A request replayed from storage has no fingerprint in memory; the store
                 // compares fingerprints it keeps (see `request_fingerprint`).
                 Ok(Applied::Duplicate {
@@ -1021,7 +1020,7 @@ impl Ledger {
     /// [`Ledger::UNKNOWN_FINGERPRINT`]. `None` past the journal's end.
     pub fn fingerprint_of(&self, sequence: u64) -> Option<u64> {
         let position = usize::try_from(sequence).ok()?;
-        self.requests.items().get(position).map(|slot| slot.print)
+        self.requests.get(position).map(|slot| slot.print)
     }
 
     /// Restores the fingerprint of a replayed request, so that a retry with a different
@@ -1153,6 +1152,36 @@ impl Ledger {
             honour_minutes: state.honour_minutes,
             star_level: self.spec.stars().level(total.get()),
         })
+    }
+
+    /// [`Ledger::balance`] of each member in turn, for a caller that answers many at once
+    /// (a batch's answers show each member's available points). Faster than asking one at
+    /// a time: at a million members each lookup costs two dependent cache misses (the
+    /// index slot, then the member it points at), and here the loads for members further
+    /// down the list start while earlier ones are read, so the misses overlap.
+    pub fn balances(&self, members: &[MemberId], now: Timestamp) -> Vec<Option<Balance>> {
+        let key = |i: usize| members.get(i).map(|m| m.uuid().as_u128());
+        for k in (0..2 * BALANCE_AHEAD).filter_map(key) {
+            self.members.touch(k);
+        }
+        for k in (0..BALANCE_AHEAD).filter_map(key) {
+            self.members.touch_item(k);
+        }
+        members
+            .iter()
+            .enumerate()
+            .map(|(i, &member)| {
+                // The slot loaded `BALANCE_AHEAD` members ago tells which item to load; the
+                // slot for the member as far again ahead starts now.
+                if let Some(k) = key(i + BALANCE_AHEAD) {
+                    self.members.touch_item(k);
+                }
+                if let Some(k) = key(i + 2 * BALANCE_AHEAD) {
+                    self.members.touch(k);
+                }
+                self.balance(member, now)
+            })
+            .collect()
     }
 
     /// The member with this card code.
@@ -3150,6 +3179,9 @@ impl Flat for RecordState {
 /// loading index slots. Enough to keep several cache misses in flight; few enough that the
 /// slots are still cached when their turn comes.
 const LOOKAHEAD: usize = 8;
+
+/// How far ahead [`Ledger::balances`] loads each of its two steps.
+const BALANCE_AHEAD: usize = 8;
 
 /// The tag at the start of a snapshot; a change of the state's layout changes it.
 const SNAPSHOT_FORMAT: [u8; 8] = *b"ptsnap03";

@@ -18,6 +18,7 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 /// The most slots an index has: a slot keeps the top `64 - bits` bits of its id's hash
 /// beside the position (in the low `bits` bits), and a doubling must still find the next
@@ -200,6 +201,34 @@ impl IdIndex {
         if !self.slots.is_empty() {
             std::hint::black_box(self.slots[Self::home(hash_id(key), self.bits())]);
         }
+    }
+
+    /// The position a lookup of `key` would read back first: that of the first slot from
+    /// its home whose stored hash bits match, without checking the id there. Only a hint
+    /// for loading that item early (almost always it is the one `find` returns); `None`
+    /// when the probe reaches an empty slot first.
+    pub(crate) fn candidate(&self, key: u128) -> Option<usize> {
+        let cap = self.slots.len();
+        if cap == 0 {
+            return None;
+        }
+        let bits = self.bits();
+        let low = Self::low_mask(bits);
+        let hash = hash_id(key);
+        let high = hash & !low;
+        let mask = cap - 1;
+        let mut i = Self::home(hash, bits);
+        for _ in 0..cap {
+            let slot = self.slots[i];
+            if slot == 0 {
+                return None;
+            }
+            if slot & !low == high {
+                return Some(((slot & low) - 1) as usize);
+            }
+            i = (i + 1) & mask;
+        }
+        None
     }
 
     /// Points `key` at `position`, replacing the position it had (`key_at` reads the ids
@@ -428,9 +457,19 @@ pub(crate) mod flat {
         values: &[T],
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
-        let len = 8 + values.iter().map(Flat::encoded_len).sum::<usize>();
+        serialize_iter(values.len(), values.iter(), serializer)
+    }
+
+    /// The flat form of `count` values given one by one (`values` yields them twice: once
+    /// to size the buffer, once to fill it).
+    pub(crate) fn serialize_iter<'a, T: Flat + 'a, S: Serializer>(
+        count: usize,
+        values: impl Iterator<Item = &'a T> + Clone,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let len = 8 + values.clone().map(Flat::encoded_len).sum::<usize>();
         let mut out = Vec::with_capacity(len);
-        out.extend_from_slice(&(values.len() as u64).to_le_bytes());
+        out.extend_from_slice(&(count as u64).to_le_bytes());
         for v in values {
             v.put(&mut out);
         }
@@ -446,16 +485,137 @@ pub(crate) mod flat {
     }
 
     pub(crate) fn decode<T: Flat>(bytes: &[u8]) -> Option<Vec<T>> {
+        let mut out = Vec::new();
+        decode_into(bytes, &mut out, Vec::reserve, Vec::push)?;
+        Some(out)
+    }
+
+    /// Reads a flat table into `out`: `reserve` gets the (checked) count first, `push` every
+    /// value in order. `None` if the bytes are not exactly a flat table.
+    pub(crate) fn decode_into<T: Flat, O>(
+        bytes: &[u8],
+        out: &mut O,
+        reserve: fn(&mut O, usize),
+        push: fn(&mut O, T),
+    ) -> Option<()> {
         let mut input = Reader { bytes };
         let count = usize::try_from(input.u64()?).ok()?;
         if count.checked_mul(T::MIN_BYTES.max(1))? > input.remaining() {
             return None;
         }
-        let mut out = Vec::with_capacity(count);
+        reserve(out, count);
         for _ in 0..count {
-            out.push(T::get(&mut input)?);
+            push(out, T::get(&mut input)?);
         }
-        (input.remaining() == 0).then_some(out)
+        (input.remaining() == 0).then_some(())
+    }
+
+    /// The flat form for a [`Chunks`] table: the same bytes as for a vector of its values.
+    pub(crate) mod chunks {
+        use super::*;
+
+        pub(crate) fn serialize<T: Flat, S: Serializer>(
+            values: &Chunks<T>,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            serialize_iter(values.len(), values.iter(), serializer)
+        }
+
+        pub(crate) fn deserialize<'de, T: Flat, D: Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Chunks<T>, D::Error> {
+            let bytes = deserializer.deserialize_bytes(BytesVisitor)?;
+            let mut out = Chunks::default();
+            decode_into(bytes.as_slice(), &mut out, |_, _| {}, Chunks::push)
+                .ok_or_else(|| de::Error::custom("malformed flat table"))?;
+            Ok(out)
+        }
+    }
+}
+
+/// A vector that grows a chunk at a time, for the tables that only ever grow (one value per
+/// journal entry). One vector grows by doubling, and each doubling copies the whole table
+/// into fresh memory: at ten million entries, hundreds of megabytes copied on the writer
+/// thread while every till waits, and twice the memory for a moment. A new chunk is a
+/// fresh allocation that nothing is copied into.
+///
+/// Every chunk but the last holds exactly [`CHUNK`] values, so a position is found with
+/// a shift and a mask. Full chunks are shared between a table and its clones and copied
+/// only when one side changes a value in them, so a copy of the ledger for a checkpoint
+/// costs a pointer per chunk here instead of a copy of every entry's slot.
+#[derive(Clone, Debug)]
+pub(crate) struct Chunks<T> {
+    /// Full chunks, each exactly `CHUNK` long, in order.
+    full: Vec<Arc<Vec<T>>>,
+    /// The chunk appends go into: shorter than `CHUNK`.
+    tail: Vec<T>,
+}
+
+/// The log2 of [`CHUNK`]. The crate's unit tests use tiny chunks, so that their random
+/// tables cross many chunk boundaries.
+#[cfg(not(test))]
+const CHUNK_BITS: u32 = 16;
+#[cfg(test)]
+const CHUNK_BITS: u32 = 2;
+
+/// How many values a full [`Chunks`] chunk holds (1.5 MiB of request slots).
+const CHUNK: usize = 1 << CHUNK_BITS;
+
+impl<T> Default for Chunks<T> {
+    fn default() -> Self {
+        Chunks {
+            full: Vec::new(),
+            tail: Vec::new(),
+        }
+    }
+}
+
+impl<T> Chunks<T> {
+    pub(crate) fn len(&self) -> usize {
+        self.full.len() * CHUNK + self.tail.len()
+    }
+
+    pub(crate) fn get(&self, position: usize) -> Option<&T> {
+        let chunk = position >> CHUNK_BITS;
+        let within = position & (CHUNK - 1);
+        match self.full.get(chunk) {
+            Some(values) => values.get(within),
+            None if chunk == self.full.len() => self.tail.get(within),
+            None => None,
+        }
+    }
+
+    pub(crate) fn push(&mut self, value: T) {
+        debug_assert!(self.tail.len() < CHUNK);
+        if self.tail.capacity() == 0 {
+            self.tail.reserve_exact(CHUNK);
+        }
+        self.tail.push(value);
+        if self.tail.len() == CHUNK {
+            // A full tail is shared from now on; moving it copies no values.
+            self.full.push(Arc::new(std::mem::take(&mut self.tail)));
+        }
+    }
+
+    /// Every value in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> + Clone + '_ {
+        self.full.iter().flat_map(|c| c.iter()).chain(&self.tail)
+    }
+}
+
+impl<T: Clone> Chunks<T> {
+    /// The value at `position`, to change: a full chunk is copied first if a clone shares
+    /// it.
+    pub(crate) fn get_mut(&mut self, position: usize) -> Option<&mut T> {
+        let chunk = position >> CHUNK_BITS;
+        let within = position & (CHUNK - 1);
+        if chunk < self.full.len() {
+            Arc::make_mut(&mut self.full[chunk]).get_mut(within)
+        } else if chunk == self.full.len() {
+            self.tail.get_mut(within)
+        } else {
+            None
+        }
     }
 }
 
@@ -492,6 +652,15 @@ impl<T: HasKey> Keyed<T> {
     /// See [`IdIndex::touch`].
     pub(crate) fn touch(&self, key: u128) {
         self.index.touch(key);
+    }
+
+    /// The second step after [`Keyed::touch`]: once the index slot is loaded, starts
+    /// loading the item it points at, which a lookup reads to confirm the id. Only a hint,
+    /// like `touch`.
+    pub(crate) fn touch_item(&self, key: u128) {
+        if let Some(item) = self.index.candidate(key).and_then(|p| self.items.get(p)) {
+            std::hint::black_box(item.key());
+        }
     }
 
     pub(crate) fn get(&self, key: u128) -> Option<&T> {
@@ -559,8 +728,8 @@ impl<T: HasKey> Keyed<T> {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(bound(serialize = "T: Flat", deserialize = "T: Flat"))]
 pub(crate) struct Log<T> {
-    #[serde(with = "flat")]
-    items: Vec<T>,
+    #[serde(with = "flat::chunks")]
+    items: Chunks<T>,
     #[serde(skip)]
     index: IdIndex,
     /// How many of `items` the index covers.
@@ -571,7 +740,7 @@ pub(crate) struct Log<T> {
 impl<T> Default for Log<T> {
     fn default() -> Self {
         Log {
-            items: Vec::new(),
+            items: Chunks::default(),
             index: IdIndex::default(),
             indexed: 0,
         }
@@ -588,6 +757,10 @@ impl<T: Clone> Log<T> {
             indexed: 0,
         }
     }
+
+    pub(crate) fn at_mut(&mut self, position: usize) -> Option<&mut T> {
+        self.items.get_mut(position)
+    }
 }
 
 impl<T: HasKey> Log<T> {
@@ -595,19 +768,14 @@ impl<T: HasKey> Log<T> {
         self.items.len()
     }
 
-    pub(crate) fn items(&self) -> &[T] {
-        &self.items
+    /// The value at `position`.
+    pub(crate) fn get(&self, position: usize) -> Option<&T> {
+        self.items.get(position)
     }
 
     /// Appends a value without indexing it yet.
     pub(crate) fn push(&mut self, value: T) {
         self.items.push(value);
-    }
-
-    /// Makes room for at least `additional` more values (a replay that knows how many
-    /// entries follow grows the table once instead of by repeated doubling).
-    pub(crate) fn reserve(&mut self, additional: usize) {
-        self.items.reserve(additional);
     }
 
     /// Appends a value and indexes it at once if the index is up to date (the slot is
@@ -652,10 +820,6 @@ impl<T: HasKey> Log<T> {
         self.index.find(key, |i| items.get(i).map(HasKey::key))
     }
 
-    pub(crate) fn at_mut(&mut self, position: usize) -> Option<&mut T> {
-        self.items.get_mut(position)
-    }
-
     /// See [`IdIndex::touch`].
     pub(crate) fn touch(&self, key: u128) {
         self.index.touch(key);
@@ -685,6 +849,12 @@ mod tests {
             Some(Item(u128::from_le_bytes(input.take()?), input.u32()?))
         }
     }
+
+    /// A table in the flat form, as a vector and as chunks.
+    #[derive(Serialize, Deserialize)]
+    struct AsVector(#[serde(with = "flat")] Vec<Item>);
+    #[derive(Serialize, Deserialize)]
+    struct AsChunks(#[serde(with = "flat::chunks")] Chunks<Item>);
 
     proptest! {
         /// Pushes and upserts against a std HashMap of id to the last value.
@@ -737,7 +907,10 @@ mod tests {
             prop_assert_eq!(built.len(), model.len());
             for (k, i) in &model {
                 prop_assert_eq!(built.find(*k, |p| keys.get(p).copied()), Some(*i));
+                // The hint for loading an id's item early points at an item that exists.
+                prop_assert!(built.candidate(*k).is_some_and(|p| p < keys.len()));
             }
+            prop_assert_eq!(IdIndex::default().candidate(7), None);
             // Inserting one by one doubles the table again and again on the way.
             let grown = IdIndex::one_by_one(keys.len(), |i| keys.get(i).copied());
             prop_assert_eq!(grown.len(), model.len());
@@ -756,10 +929,55 @@ mod tests {
             prop_assert_eq!(log.position(7), model.get(&7).copied());
         }
 
+        /// A chunked table answers like a vector through pushes and changes, its clones
+        /// never see later changes on either side, and its flat form is a vector's.
+        #[test]
+        fn chunks_match_a_vector(ops in prop::collection::vec((any::<u32>(), any::<u16>(), 0u8..4), 0..200)) {
+            let mut table: Chunks<Item> = Chunks::default();
+            let mut model: Vec<Item> = Vec::new();
+            let mut clones: Vec<(Chunks<Item>, Vec<Item>)> = Vec::new();
+            for (value, at, what) in &ops {
+                let item = Item(u128::from(*value) << 64, *value);
+                match what {
+                    0 | 1 => {
+                        table.push(item.clone());
+                        model.push(item);
+                    }
+                    2 => {
+                        let at = usize::from(*at) % (model.len() + 2);
+                        let changed = table.get_mut(at).map(|v| *v = item.clone()).is_some();
+                        prop_assert_eq!(changed, at < model.len());
+                        if let Some(v) = model.get_mut(at) {
+                            *v = item;
+                        }
+                    }
+                    _ => clones.push((table.clone(), model.clone())),
+                }
+                prop_assert_eq!(table.len(), model.len());
+            }
+            for (i, v) in model.iter().enumerate() {
+                prop_assert_eq!(table.get(i), Some(v));
+            }
+            prop_assert_eq!(table.get(model.len()), None);
+            prop_assert_eq!(table.get(model.len() + CHUNK), None);
+            prop_assert!(table.iter().eq(model.iter()));
+            for (clone, then) in &clones {
+                prop_assert_eq!(clone.len(), then.len());
+                prop_assert!(clone.iter().eq(then.iter()));
+            }
+            let as_vector = postcard::to_allocvec(&AsVector(model.clone())).unwrap();
+            let as_chunks = postcard::to_allocvec(&AsChunks(table)).unwrap();
+            prop_assert_eq!(&as_chunks, &as_vector);
+            let back: AsChunks = postcard::from_bytes(&as_vector).unwrap();
+            prop_assert!(back.0.iter().eq(model.iter()));
+            prop_assert_eq!(back.0.len(), model.len());
+        }
+
         /// Any bytes either decode or are refused; lookups in what decodes never panic.
         #[test]
         fn hostile_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..400), key in any::<u128>()) {
             if let Ok(table) = postcard::from_bytes::<Keyed<Item>>(&bytes) {
+                table.touch_item(key);
                 let _ = table.get(key);
                 let mut table = table;
                 table.push(Item(key, 1));

@@ -149,6 +149,15 @@ fn replay_and_snapshots_reproduce_the_ledger() {
             let replayed = Ledger::replay(&run.journal).unwrap();
             prop_assert_eq!(&observe(&replayed, now, &holds), &live);
 
+            // Balances read together are those read one at a time, in order, for lists
+            // longer and shorter than the read-ahead, with unknown and repeated members.
+            let everyone: Vec<MemberId> = (0..sim::MEMBERS).map(sim::member_any).collect();
+            for count in [0, 1, 5, 8, 9, 16, 17, 40] {
+                let list: Vec<MemberId> = everyone.iter().copied().cycle().take(count).collect();
+                let one_by_one: Vec<_> = list.iter().map(|m| run.ledger.balance(*m, now)).collect();
+                prop_assert_eq!(run.ledger.balances(&list, now), one_by_one);
+            }
+
             // A snapshot taken midway, then the rest entry by entry.
             let mut restored = Ledger::from_snapshot(&snapshot).unwrap();
             prop_assert_eq!(restored.next_sequence(), snapshot_len as u64);
