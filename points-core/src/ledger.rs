@@ -709,6 +709,27 @@ impl Ledger {
         }
     }
 
+    /// The second step after [`Ledger::prefetch`]: once the index slots it started have
+    /// landed, starts loading the member (or service record) state they point at, which
+    /// applying `request` reads next. Only a hint; it changes nothing.
+    ///
+    /// Each lookup is two dependent misses, the slot and then the state. A caller that
+    /// hints one group with `prefetch` while it applies the group before, then hints that
+    /// group's states with this just before applying it, overlaps both.
+    pub fn prefetch_state(&self, request: &Request) {
+        match &request.command {
+            Command::Redeem { member, .. } | Command::PlaceHold { member, .. } => {
+                self.members.touch_item(member.uuid().as_u128());
+            }
+            Command::ApproveService { records } => {
+                if let Some(first) = records.first() {
+                    self.records.touch_item(first.uuid().as_u128());
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// Applies one stored entry after checking that it follows on: the next sequence
     /// number, the derived id and the chained hash. Use it to resume from a checkpoint.
     pub fn replay_one(&mut self, entry: &Entry) -> Result<(), ReplayError> {

@@ -1632,6 +1632,10 @@ impl Run {
         self.now += step.advance_ms;
         let request = self.request_for(step.actor, &step.op);
         let now = Timestamp::from_millis(self.now);
+        // The loading hints a batch applier gives first take `&self`, so they cannot
+        // change the ledger; what this checks is that no request makes them panic.
+        self.ledger.prefetch(&request);
+        self.ledger.prefetch_state(&request);
         let got = self.ledger.apply(&request, now);
         if let Ok(Applied::New(entry)) = &got {
             self.journal.push(entry.clone());
