@@ -587,7 +587,10 @@ impl<T> Chunks<T> {
 
     pub(crate) fn push(&mut self, value: T) {
         debug_assert!(self.tail.len() < CHUNK);
-        if self.tail.capacity() == 0 {
+        if self.tail.capacity() == 0 && !self.full.is_empty() {
+            // Past the first chunk, each starts at its full size. The first grows as a
+            // vector does, so that a small ledger (one of many programmes, or a test's)
+            // does not take a whole chunk for a few entries.
             self.tail.reserve_exact(CHUNK);
         }
         self.tail.push(value);
