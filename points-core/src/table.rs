@@ -112,6 +112,13 @@ impl IdIndex {
 
     /// The position of `key`, reading ids back with `key_at`.
     pub(crate) fn find(&self, key: u128, key_at: impl Fn(usize) -> Option<u128>) -> Option<usize> {
+        self.probe(key, |position| key_at(position) == Some(key))
+    }
+
+    /// The first position, along `key`'s probe sequence, whose slot's stored hash bits
+    /// match `key`'s and that `accept` takes; `None` at the first empty slot.
+    #[inline(always)]
+    fn probe(&self, key: u128, mut accept: impl FnMut(usize) -> bool) -> Option<usize> {
         let cap = self.slots.len();
         if cap == 0 {
             return None;
@@ -129,7 +136,7 @@ impl IdIndex {
             }
             if slot & !low == high {
                 let position = ((slot & low) - 1) as usize;
-                if key_at(position) == Some(key) {
+                if accept(position) {
                     return Some(position);
                 }
             }
@@ -208,27 +215,7 @@ impl IdIndex {
     /// for loading that item early (almost always it is the one `find` returns); `None`
     /// when the probe reaches an empty slot first.
     pub(crate) fn candidate(&self, key: u128) -> Option<usize> {
-        let cap = self.slots.len();
-        if cap == 0 {
-            return None;
-        }
-        let bits = self.bits();
-        let low = Self::low_mask(bits);
-        let hash = hash_id(key);
-        let high = hash & !low;
-        let mask = cap - 1;
-        let mut i = Self::home(hash, bits);
-        for _ in 0..cap {
-            let slot = self.slots[i];
-            if slot == 0 {
-                return None;
-            }
-            if slot & !low == high {
-                return Some(((slot & low) - 1) as usize);
-            }
-            i = (i + 1) & mask;
-        }
-        None
+        self.probe(key, |_| true)
     }
 
     /// Points `key` at `position`, replacing the position it had (`key_at` reads the ids
