@@ -37,7 +37,7 @@ fn main() -> anyhow::Result<()> {
 /// mimalloc's own `MIMALLOC_ALLOW_THP`. mimalloc asks for huge pages on its arenas, and on a
 /// kernel that grants them (`madvise` mode) a 2 MiB page stays resident while any byte of it
 /// is used and costs 2 MiB of zeroing when first touched. With 1,000,000 members the server
-/// settled at about 410 MB with them and 330 MB without, and Submit ran faster without (see
+/// settled at about 410 MB with them and 360 MB without, and Submit ran faster without (see
 /// BENCHMARKS.md). `None` when nothing was attempted.
 fn disable_transparent_huge_pages() -> Option<std::io::Result<()>> {
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {

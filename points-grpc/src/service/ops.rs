@@ -832,26 +832,26 @@ pub async fn run_batch(
         let chunk: Vec<_> = outcomes.by_ref().take(READ_CHUNK).collect();
         // The members' available points for the answers that show them, read together.
         let now = ctx.now();
-        let shown: Vec<Option<MemberId>> = chunk
+        // For each answer that shows available points, the member it shows them for.
+        let shown: Vec<Option<Option<MemberId>>> = chunk
             .iter()
             .map(|((i, p), outcome)| {
-                p.member
-                    .filter(|_| outcome.is_ok() && shows_member_available(&ops[*i]))
+                (outcome.is_ok() && shows_member_available(&ops[*i])).then_some(p.member)
             })
             .collect();
         let availables = ctx
             .read(program, |ledger| {
                 // Read together, so that the members' cache misses overlap.
-                let wanted: Vec<MemberId> = shown.iter().flatten().copied().collect();
+                let wanted: Vec<MemberId> = shown.iter().flatten().flatten().copied().collect();
                 let scale = ledger.spec().scale();
                 let mut balances = ledger.balances(&wanted, now).into_iter();
                 shown
                     .iter()
-                    .map(|member| {
-                        member.map(|_| {
-                            balances
-                                .next()
-                                .flatten()
+                    .map(|shows| {
+                        // "" for an answer with no member, as `available_in` gives.
+                        shows.map(|member| {
+                            member
+                                .and_then(|_| balances.next().flatten())
                                 .map(|b| points_str(b.available, scale))
                                 .unwrap_or_default()
                         })
