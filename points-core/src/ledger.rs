@@ -490,9 +490,9 @@ pub struct Ledger {
 /// chain, which is what makes records tamper-evident, is BLAKE3.
 fn fingerprint(actor: &Actor, command: &Command) -> u64 {
     let mut buffer = [0u8; 384];
-    let print = match postcard::to_slice(&(actor, command), &mut buffer) {
-        Ok(encoded) => xxhash_rust::xxh3::xxh3_64(encoded),
-        Err(_) => {
+    let print = match crate::entry::encode_into(&(actor, command), &mut buffer) {
+        Some(len) => xxhash_rust::xxh3::xxh3_64(&buffer[..len]),
+        None => {
             // Requests larger than the buffer (bulk records) take the streaming path.
             let hash = canonical_hash(crate::entry::REQUEST_HASH_KEY, &[], &(actor, command));
             let mut out = [0u8; 8];
