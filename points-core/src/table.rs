@@ -206,7 +206,9 @@ impl IdIndex {
     /// stand-in for a prefetch: the value is passed through `black_box` and discarded.
     pub(crate) fn touch(&self, key: u128) {
         if !self.slots.is_empty() {
-            std::hint::black_box(self.slots[Self::home(hash_id(key), self.bits())]);
+            prefetch(&self.slots[Self::home(hash_id(key), self.bits())], |slot| {
+                *slot
+            });
         }
     }
 
@@ -609,6 +611,25 @@ impl<T: Clone> Chunks<T> {
     }
 }
 
+/// Starts loading the cache line that holds `value`, without waiting for it.
+///
+/// On x86-64 this is a `prefetcht0`, which retires at once: the loads for a whole group of
+/// lookups are then in flight while the group before is applied. A plain load used as a
+/// hint instead holds up retirement until its miss returns, so the misses overlapped each
+/// other but not the work. Elsewhere the hint is such a load, through `read`.
+#[inline(always)]
+pub(crate) fn prefetch<T, R>(value: &T, read: impl FnOnce(&T) -> R) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let _ = read;
+        safe_arch::prefetch_t0(value);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        std::hint::black_box(read(value));
+    }
+}
+
 /// Something kept in a [`Keyed`] table under a 128-bit id.
 pub(crate) trait HasKey {
     fn key(&self) -> u128;
@@ -649,7 +670,7 @@ impl<T: HasKey> Keyed<T> {
     /// like `touch`.
     pub(crate) fn touch_item(&self, key: u128) {
         if let Some(item) = self.index.candidate(key).and_then(|p| self.items.get(p)) {
-            std::hint::black_box(item.key());
+            prefetch(item, HasKey::key);
         }
     }
 
