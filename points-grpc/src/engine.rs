@@ -706,12 +706,18 @@ impl Engine {
             );
         };
         let mut pending = Vec::new();
-        let mut requests = requests.into_iter().peekable();
-        while requests.peek().is_some() {
-            let chunk: Vec<Request> = requests
-                .by_ref()
-                .take(self.inner.options.max_batch)
-                .collect();
+        // The requests go to the writer in jobs of at most `max_batch`, split off the end
+        // of the caller's vector: a batch that fits (the usual case) is handed over as it
+        // is, not moved request by request into a new vector.
+        let max_batch = self.inner.options.max_batch;
+        let mut chunks = Vec::with_capacity(n.div_ceil(max_batch));
+        let mut rest = requests;
+        while rest.len() > max_batch {
+            let tail = rest.split_off(rest.len() - (rest.len() - 1) % max_batch - 1);
+            chunks.push(tail);
+        }
+        chunks.push(rest);
+        for chunk in chunks.into_iter().rev() {
             let len = chunk.len();
             let (reply, answer) = oneshot::channel();
             let job = Job {

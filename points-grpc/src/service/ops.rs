@@ -798,7 +798,7 @@ pub async fn run_batch(
 ) -> Vec<Res> {
     let error = |s: &Status| Res::Error(crate::convert::operation_error(s));
     let mut results: Vec<Option<Res>> = Vec::with_capacity(ops.len());
-    let mut prepared = Vec::new();
+    let mut prepared = Vec::with_capacity(ops.len());
     for (chunk_index, chunk) in ops.chunks(READ_CHUNK).enumerate() {
         let heads: Vec<_> = chunk
             .iter()
