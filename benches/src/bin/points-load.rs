@@ -14,12 +14,6 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The clients allocate and free per call (request messages, encode buffers, headers);
-/// glibc's allocator took about a sixth of the tool's CPU under unary load, which the
-/// server on the same two cores then lacked. The server uses mimalloc too.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser, Debug)]
 #[command(
     name = "points-load",
