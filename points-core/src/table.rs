@@ -201,9 +201,9 @@ impl IdIndex {
         index
     }
 
-    /// Reads the slot where a lookup of `key` starts, so that its cache line is on its way
-    /// while the caller does other work (a later lookup then hits the cache). A safe
-    /// stand-in for a prefetch: the value is passed through `black_box` and discarded.
+    /// Starts loading the slot where a lookup of `key` starts (see [`prefetch`]), so that
+    /// its cache line is on its way while the caller does other work and a later lookup
+    /// hits the cache.
     pub(crate) fn touch(&self, key: u128) {
         if !self.slots.is_empty() {
             prefetch(&self.slots[Self::home(hash_id(key), self.bits())], |slot| {
