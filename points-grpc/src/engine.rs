@@ -713,8 +713,9 @@ impl Engine {
         let mut chunks = Vec::with_capacity(n.div_ceil(max_batch));
         let mut rest = requests;
         while rest.len() > max_batch {
-            let tail = rest.split_off(rest.len() - (rest.len() - 1) % max_batch - 1);
-            chunks.push(tail);
+            // The last job takes the remainder (1..=max_batch), every other job max_batch.
+            let last_len = (rest.len() - 1) % max_batch + 1;
+            chunks.push(rest.split_off(rest.len() - last_len));
         }
         chunks.push(rest);
         for chunk in chunks.into_iter().rev() {
