@@ -80,7 +80,7 @@ pub enum CatalogueCommand {
         member: MemberId,
         /// Where.
         merchant: MerchantId,
-        /// What, 1 to [`MAX_BATCH`](crate::MAX_BATCH) lines, each item once.
+        /// What, 1 to [`MAX_BATCH`] lines, each item once.
         lines: Vec<ItemLine>,
     },
 }

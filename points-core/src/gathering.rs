@@ -1,7 +1,7 @@
 //! Volunteer events with a roster, check-in and check-out, and approval in one step.
 //!
 //! In code a volunteer event is a **gathering**, so that it is never confused with the
-//! journal's [`Event`](crate::Event) (what an entry records). A recorder creates a
+//! journal's [`Event`] (what an entry records). A recorder creates a
 //! gathering under an activity that counts credit time, with a roster of members. Each
 //! member on the roster checks in and out once; the check-out turns the time between the
 //! two into a pending [`ServiceRecord`] of credit minutes. [`GatheringCommand::Approve`]

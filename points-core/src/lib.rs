@@ -25,7 +25,7 @@
 //! commits. Validation returns the first [`Rejection`]; commit cannot fail. Each entry
 //! records the validated [`Event`], derives balanced [`Posting`]s from it, and carries a
 //! BLAKE3 hash chained over the previous entry's hash and this entry's canonical encoding.
-//! [`Ledger::replay`] rebuilds the state from a journal and verifies the chain; [`audit`]
+//! [`Ledger::replay`] rebuilds the state from a journal and verifies the chain; [`audit()`]
 //! checks every rule in the domain and names the entry at fault.
 //!
 //! ## Example

@@ -31,7 +31,7 @@ struct Cli {
         global = true
     )]
     server: String,
-    /// API key (sent as "authorization: Bearer <key>").
+    /// API key (sent as "authorization: Bearer " followed by the key).
     #[arg(long, env = "POINTS_API_KEY", global = true, hide_env_values = true)]
     api_key: Option<String>,
     /// Program id, for commands that act in a program.

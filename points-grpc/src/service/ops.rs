@@ -581,7 +581,7 @@ fn record_outcome(ledger: &Ledger, id: RecordId) -> pb::ServiceRecordOutcome {
 /// Builds the response of an applied operation.
 ///
 /// `member_available` is the prepared member's available points if the caller has read
-/// them already (see [`shows_member_available`]); otherwise they are read here.
+/// them already (see `shows_member_available`); otherwise they are read here.
 pub async fn respond(
     ctx: &Ctx,
     op: &Op,
