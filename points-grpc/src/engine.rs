@@ -36,9 +36,11 @@
 //! since the ledger cannot be rolled back without the store.)
 //!
 //! With a shared store (PostgreSQL), several engines in several processes may write the
-//! same programme: before each batch the writer reads the entries other writers appended,
-//! and a batch that loses the race ([`StoreError::Conflict`]) is rolled back and decided
-//! again against the new state.
+//! same programme: before each batch the writer takes the programme's lock in the store,
+//! which also reads the entries other writers appended, and a batch that loses the race
+//! anyway ([`StoreError::Conflict`]) is rolled back and decided again against the new
+//! state. Requests that queued while the lock was awaited join the batch once it is
+//! granted, so while servers take turns their batches grow rather than their turns.
 
 use crate::signing::ProgramKeys;
 use crate::store::memory::MemoryStore;
@@ -1161,8 +1163,24 @@ fn gather(
             },
         }
     };
-    let mut count = first.requests.len();
     let mut jobs = vec![first];
+    top_up(rx, carried, &mut jobs, max_batch);
+    Some(jobs)
+}
+
+/// Adds to `jobs`, without waiting, the jobs queued since, while the batch stays within
+/// `max_batch` requests; a job that would not fit is kept in `carried` for the next batch.
+fn top_up(
+    rx: &mut mpsc::Receiver<Msg>,
+    carried: &mut Option<Job>,
+    jobs: &mut Vec<Job>,
+    max_batch: usize,
+) {
+    if carried.is_some() {
+        // The batch was already cut short by the carried job; it goes first next time.
+        return;
+    }
+    let mut count: usize = jobs.iter().map(|j| j.requests.len()).sum();
     while count < max_batch {
         match rx.try_recv() {
             Ok(Msg::Job(job)) if count + job.requests.len() > max_batch => {
@@ -1177,7 +1195,6 @@ fn gather(
             Err(_) => break,
         }
     }
-    Some(jobs)
 }
 
 /// The requests of `jobs`, each with its job's time.
@@ -1213,7 +1230,7 @@ impl Writer {
         mut checkpoints: Checkpoints,
     ) {
         loop {
-            let jobs = if ahead.is_empty() {
+            let mut jobs = if ahead.is_empty() {
                 match gather(&mut rx, &mut carried, self.options.max_batch, || {
                     self.tick();
                 }) {
@@ -1223,8 +1240,24 @@ impl Writer {
             } else {
                 std::mem::take(&mut ahead)
             };
+            // On a shared store, take the programme's lock before building the batch, and
+            // then add whatever queued while the lock was awaited: while another server
+            // holds the lock this server's callers keep arriving, and they join this batch
+            // instead of waiting for a turn of their own. A batch's turn costs about the
+            // same however many entries it holds, so under contention batches grow instead
+            // of turns multiplying.
+            let writable = !self.state.read_only.load(Ordering::SeqCst);
+            let locked = if self.store.shared() && writable {
+                let locked = self.lock_shared();
+                if locked.is_ok() {
+                    top_up(&mut rx, &mut carried, &mut jobs, self.options.max_batch);
+                }
+                Some(locked)
+            } else {
+                None
+            };
             let requests = requests_of(&jobs);
-            let (answers, durable) = self.decide_and_commit(&requests);
+            let (answers, durable) = self.decide_and_commit(&requests, locked);
             drop(requests);
             for entry in durable {
                 // No subscriber is not an error.
@@ -1489,6 +1522,23 @@ impl Writer {
     }
 
     /// Ends the batch transaction [`Store::lock`] opened, when nothing is to be appended.
+    /// Takes a shared store's lock on the programme's journal (nothing for a single-writer
+    /// store), reading the entries other servers appended since this ledger's end.
+    fn lock_shared(&self) -> Result<Option<Locked>, StoreError> {
+        if !self.store.shared() {
+            return Ok(None);
+        }
+        // Only this thread appends, so the ledger's next sequence cannot move between here
+        // and the write lock the batch is decided under.
+        let from = self
+            .state
+            .ledger
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .next_sequence();
+        self.runtime.block_on(self.store.lock(self.state.id, from))
+    }
+
     fn unlock(&self) {
         if let Err(e) = self.runtime.block_on(self.store.unlock(self.state.id)) {
             // The store rolls the transaction back when its connection goes.
@@ -1515,12 +1565,19 @@ impl Writer {
     /// Decides the batch and commits its new entries in one transaction. Returns one answer
     /// per request and the entries that became durable (including other writers' entries
     /// read while catching up).
+    ///
+    /// `first_lock` is the shared store's lock when the caller has already taken it for the
+    /// first attempt; otherwise (and for every retry) it is taken here.
     fn decide_and_commit(
         &self,
         requests: &[(&Request, Timestamp)],
+        mut first_lock: Option<Result<Option<Locked>, StoreError>>,
     ) -> (Vec<Result<Applied, EngineError>>, Vec<Arc<Entry>>) {
         let n = requests.len();
         if self.state.read_only.load(Ordering::SeqCst) {
+            if matches!(first_lock, Some(Ok(Some(_)))) {
+                self.unlock();
+            }
             return (all_failed(n, &read_only_error()), Vec::new());
         }
         let mut durable = Vec::new();
@@ -1534,24 +1591,12 @@ impl Writer {
             // On a shared store, take the programme's write lock first: other servers'
             // batches then wait instead of losing the race at commit (and each loss would
             // cost a reload of the ledger). The lock also says whether anyone else wrote.
-            let mut locked = if self.store.shared() {
-                // Only this thread appends, so the ledger's next sequence cannot move
-                // between here and the write lock below.
-                let from = self
-                    .state
-                    .ledger
-                    .read()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .next_sequence();
-                match self.runtime.block_on(self.store.lock(self.state.id, from)) {
-                    Ok(locked) => locked,
-                    Err(e) => {
-                        tracing::error!(program = %self.state.id, error = %e, "cannot lock the shared journal");
-                        return (all_failed(n, &store_error(e)), durable);
-                    }
+            let mut locked = match first_lock.take().unwrap_or_else(|| self.lock_shared()) {
+                Ok(locked) => locked,
+                Err(e) => {
+                    tracing::error!(program = %self.state.id, error = %e, "cannot lock the shared journal");
+                    return (all_failed(n, &store_error(e)), durable);
                 }
-            } else {
-                None
             };
             let (start, answers, fresh) = {
                 let mut ledger = self

@@ -1202,31 +1202,7 @@ async fn postgres_batch_waits_for_the_programme_lock() {
     let (writer, redeem) = (engine.clone(), f.redeem(f.members[0], "10"));
     let program = f.program;
     let submitted = tokio::spawn(async move { writer.submit_at(program, redeem, at).await });
-    // Wait until the engine's lock request is queued behind ours in the database.
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let waiting: i64 = client
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
-                 AND query LIKE '%FOR UPDATE%' AND application_name = $1",
-                &[&name],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if waiting == 1 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the engine never waited for the lock"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_waiting_for_lock(url, &name).await;
     assert!(
         !submitted.is_finished(),
         "decided while another held the lock"
@@ -1284,6 +1260,103 @@ async fn postgres_batch_waits_for_the_programme_lock() {
         last.hash()
     );
     behind.shutdown().await;
+    engine.shutdown().await;
+    drop(other);
+    drop_schema(&config).await;
+}
+
+/// Waits until a connection named `name` waits in the database for a row lock taken
+/// `FOR UPDATE` (an engine's batch queued behind another holder of the programme's lock).
+async fn wait_until_waiting_for_lock(url: &str, name: &str) {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let waiting: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+                 AND query LIKE '%FOR UPDATE%' AND application_name = $1",
+                &[&name],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting == 1 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the engine never waited for the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Requests that queue while a batch waits for the programme's lock join that batch once
+/// the lock is granted, rather than each waiting for a turn of its own: under contention
+/// between servers, batches grow instead of turns multiplying.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_batch_takes_in_what_queued_while_it_waited_for_the_lock() {
+    let Some(config) = postgres().await else {
+        return;
+    };
+    let StoreConfig::Postgres { url } = &config else {
+        unreachable!()
+    };
+    let name = format!("top_up_test_{}", uid().simple());
+    let url = &format!("{url}&application_name={name}");
+    let engine = Engine::open(
+        StoreConfig::Postgres { url: url.clone() },
+        EngineOptions::default(),
+    )
+    .await
+    .unwrap();
+    let f = Fixture::new(3);
+    f.set_up(&engine).await;
+    let next = engine.read(f.program, |l| l.next_sequence()).unwrap();
+    let other = points_grpc::store::postgres::PostgresStore::connect(url)
+        .await
+        .unwrap();
+    other.lock(f.program, next).await.unwrap().unwrap();
+
+    let at = Timestamp::from_millis(T0 + 2000);
+    let (writer, program) = (engine.clone(), f.program);
+    let first = f.redeem(f.members[0], "10");
+    let first = tokio::spawn(async move { writer.submit_at(program, first, at).await });
+    wait_until_waiting_for_lock(url, &name).await;
+    let before = engine.stats();
+
+    // Five more callers, each its own job. One poll each queues the job (the programme is
+    // loaded, so nothing before the queue waits) and leaves the call waiting for its answer.
+    let mut later: Vec<_> = (0..5)
+        .map(|i| Box::pin(engine.submit_at(program, f.redeem(f.members[i % 3], "1"), at)))
+        .collect();
+    for call in &mut later {
+        let polled =
+            std::future::poll_fn(|cx| std::task::Poll::Ready(call.as_mut().poll(cx))).await;
+        assert!(polled.is_pending(), "answered while another held the lock");
+    }
+
+    other.unlock(f.program).await.unwrap();
+    let mut sequences = vec![first.await.unwrap().unwrap().sequence()];
+    for call in later {
+        sequences.push(call.await.unwrap().sequence());
+    }
+    // One transaction held all six, in the order they were queued.
+    assert_eq!(sequences, (next..next + 6).collect::<Vec<_>>());
+    let after = engine.stats();
+    assert_eq!(
+        after.batches - before.batches,
+        1,
+        "{before:?} then {after:?}"
+    );
+    assert_eq!(after.entries - before.entries, 6);
+    assert_eq!(after.conflicts, 0);
+    assert_eq!(f.available(&engine, f.members[0]), "88.00");
+    let audit = engine.audit(f.program).await.unwrap();
+    assert!(audit.is_clean(), "{:?}", audit.breaches);
     engine.shutdown().await;
     drop(other);
     drop_schema(&config).await;
