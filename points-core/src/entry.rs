@@ -914,6 +914,21 @@ impl Entry {
     pub fn decode(bytes: &[u8]) -> Result<Entry, DecodeError> {
         postcard::from_bytes(bytes).map_err(|e| DecodeError(e.to_string()))
     }
+
+    /// The hash carried by an entry in its compact binary form, read without decoding the
+    /// rest: the form ends with the hash's [`Entry::ENCODED_HASH_BYTES`] bytes (the hash is
+    /// the last field, and postcard writes a fixed-size array as its bytes). `None` if
+    /// `bytes` is shorter than that. Like [`Entry::decode`], it checks nothing.
+    pub fn hash_of_encoded(bytes: &[u8]) -> Option<Hash> {
+        let start = bytes.len().checked_sub(Self::ENCODED_HASH_BYTES)?;
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(&bytes[start..]);
+        Some(Hash(hash))
+    }
+
+    /// How many bytes at the end of an entry's compact binary form are its hash; a store
+    /// can read them alone (for a Merkle tree over the journal, say) without the entry.
+    pub const ENCODED_HASH_BYTES: usize = 32;
 }
 
 #[cfg(test)]

@@ -149,6 +149,15 @@ fn replay_and_snapshots_reproduce_the_ledger() {
             let replayed = Ledger::replay(&run.journal).unwrap();
             prop_assert_eq!(&observe(&replayed, now, &holds), &live);
 
+            // Every entry's stored form ends with its hash, which stores read alone.
+            for entry in &run.journal {
+                let bytes = entry.encode();
+                prop_assert_eq!(Entry::hash_of_encoded(&bytes), Some(entry.hash()));
+                let tail = &bytes[bytes.len() - Entry::ENCODED_HASH_BYTES..];
+                prop_assert_eq!(tail, &entry.hash().0[..]);
+            }
+            prop_assert_eq!(Entry::hash_of_encoded(&[0u8; 31]), None);
+
             // Balances read together are those read one at a time, in order, for lists
             // longer and shorter than the read-ahead, with unknown and repeated members.
             let everyone: Vec<MemberId> = (0..sim::MEMBERS).map(sim::member_any).collect();

@@ -789,6 +789,22 @@ impl Engine {
         Ok(page.into_iter().map(|s| s.entry).collect())
     }
 
+    /// The chain hashes of up to `limit` durable entries from `from_sequence` on, each
+    /// with its sequence, read without the entries themselves ([`Store::read_hashes`]).
+    pub async fn entry_hashes(
+        &self,
+        program: ProgramId,
+        from_sequence: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Hash)>, EngineError> {
+        self.program(program).await?;
+        self.inner
+            .store
+            .read_hashes(program, from_sequence, limit)
+            .await
+            .map_err(store_error)
+    }
+
     /// The durable entry with this id.
     pub async fn entry_by_id(
         &self,

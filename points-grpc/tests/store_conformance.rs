@@ -437,6 +437,27 @@ async fn conformance(backend: Backend) {
         ));
     }
     assert_eq!(engine.entries(g.program, 0, 1000).await.unwrap(), paged);
+    // The chain hashes alone, as the Merkle tree reads them, whole and in pages.
+    let hashes: Vec<(u64, points_core::Hash)> =
+        paged.iter().map(|e| (e.sequence(), e.hash())).collect();
+    assert_eq!(
+        engine.entry_hashes(g.program, 0, 1000).await.unwrap(),
+        hashes
+    );
+    let mut read = Vec::new();
+    while let Ok(page) = engine.entry_hashes(g.program, read.len() as u64, 3).await {
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 3);
+        read.extend(page);
+    }
+    assert_eq!(read, hashes);
+    assert!(engine
+        .entry_hashes(g.program, total, 10)
+        .await
+        .unwrap()
+        .is_empty());
     let more = engine
         .submit_at(g.program, g.redeem(g.members[0], "7.50"), at)
         .await

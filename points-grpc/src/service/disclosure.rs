@@ -167,29 +167,31 @@ impl Transparency {
             tree.signed_through = Some(latest.map_or(0, |c| c.checkpoint.tree_size));
         }
         loop {
+            // The leaves are the entries' chain hashes, so only those are read: after a
+            // restart this walks the whole journal.
             let page = self
                 .engine
-                .entries(program, tree.log.len(), TREE_PAGE)
+                .entry_hashes(program, tree.log.len(), TREE_PAGE)
                 .await
                 .map_err(|e| engine_status(&e))?;
             if page.is_empty() {
                 break;
             }
             tokio::task::yield_now().await;
-            for entry in page {
-                if entry.sequence() != tree.log.len() {
+            for (sequence, hash) in page {
+                if sequence != tree.log.len() {
                     return Err(status(
                         Code::Internal,
                         "JOURNAL_GAP",
                         format!(
                             "the store returned entry {} where {} was expected",
-                            entry.sequence(),
+                            sequence,
                             tree.log.len()
                         ),
                     ));
                 }
-                tree.log.push(entry_leaf(&entry.hash()));
-                tree.head = entry.hash();
+                tree.log.push(entry_leaf(&hash));
+                tree.head = hash;
                 let size = tree.log.len();
                 let due = tree.signed_through.is_some_and(|through| size > through);
                 if self.every > 0 && size % self.every == 0 && due {

@@ -36,6 +36,18 @@ pub struct Locked {
     pub entries: Vec<StoredEntry>,
 }
 
+/// The hash of the stored entry at `sequence`, from the last [`Entry::ENCODED_HASH_BYTES`]
+/// bytes of its stored form, which a store's query cut off; anything else is corrupt.
+pub(crate) fn hash_from_tail(sequence: u64, tail: &[u8]) -> StoreResult<Hash> {
+    match Entry::hash_of_encoded(tail) {
+        Some(hash) if tail.len() == Entry::ENCODED_HASH_BYTES => Ok(hash),
+        _ => Err(StoreError::Corrupt {
+            sequence,
+            message: format!("stored entry of {} bytes has no hash", tail.len()),
+        }),
+    }
+}
+
 /// A boxed, sendable future, so that [`Store`] can be used as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -155,6 +167,25 @@ pub trait Store: Send + Sync + 'static {
         from_sequence: u64,
         limit: usize,
     ) -> BoxFuture<'_, StoreResult<Vec<StoredEntry>>>;
+
+    /// The chain hashes of up to `limit` entries from `from_sequence` on, each with its
+    /// sequence, in sequence order: what a Merkle tree over the journal needs. Stores read
+    /// them from the end of each stored entry ([`Entry::hash_of_encoded`]) instead of
+    /// decoding whole entries; like [`Store::read_entries`], nothing is verified here.
+    fn read_hashes(
+        &self,
+        program: ProgramId,
+        from_sequence: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, StoreResult<Vec<(u64, Hash)>>> {
+        Box::pin(async move {
+            let entries = self.read_entries(program, from_sequence, limit).await?;
+            Ok(entries
+                .iter()
+                .map(|s| (s.entry.sequence(), s.entry.hash()))
+                .collect())
+        })
+    }
 
     /// The entry with this id, if stored.
     fn entry_by_id(
@@ -321,4 +352,28 @@ pub(crate) fn tree_head_text(head: &SignedCheckpoint) -> StoreResult<String> {
 pub(crate) fn tree_head_from(text: &str) -> StoreResult<SignedCheckpoint> {
     serde_json::from_str(text)
         .map_err(|e| StoreError::Unavailable(format!("a stored tree head is unreadable: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A hash is exactly the tail a store cut off; a stored entry too short to hold one is
+    /// corrupt, named by its sequence.
+    #[test]
+    fn a_hash_tail_is_exactly_thirty_two_bytes() {
+        let tail: Vec<u8> = (0..32).collect();
+        assert_eq!(hash_from_tail(7, &tail).unwrap().0[..], tail[..]);
+        for short in [0, 1, 31] {
+            assert!(matches!(
+                hash_from_tail(7, &tail[..short]),
+                Err(StoreError::Corrupt { sequence: 7, .. })
+            ));
+        }
+        let long = [0u8; 33];
+        assert!(matches!(
+            hash_from_tail(9, &long),
+            Err(StoreError::Corrupt { sequence: 9, .. })
+        ));
+    }
 }

@@ -18,8 +18,8 @@
 //! Migrations are ordered SQL strings recorded in `schema_migrations`, applied at start.
 
 use super::{
-    decode_entry, BoxFuture, Checkpoint, Faults, Locked, Store, StoreError, StoreResult,
-    StoredEntry, LOCK_PAGE,
+    decode_entry, hash_from_tail, BoxFuture, Checkpoint, Faults, Locked, Store, StoreError,
+    StoreResult, StoredEntry, LOCK_PAGE,
 };
 use crate::engine::ApiKeyRecord;
 use points_core::checkpoint::SignedCheckpoint;
@@ -716,6 +716,40 @@ impl Store for PostgresStore {
         self.with(move |conn| {
             Box::pin(async move {
                 read_entries_on(conn, &id_bytes(program), from_sequence, limit).await
+            })
+        })
+    }
+
+    fn read_hashes(
+        &self,
+        program: ProgramId,
+        from_sequence: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, StoreResult<Vec<(u64, Hash)>>> {
+        self.with(move |conn| {
+            Box::pin(async move {
+                let Ok(from) = i64::try_from(from_sequence) else {
+                    return Ok(Vec::new());
+                };
+                let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+                // An entry's stored form ends with its hash (`Entry::ENCODED_HASH_BYTES`):
+                // only those bytes cross the wire.
+                let rows = conn
+                    .query(
+                        "SELECT seq, substring(body from greatest(octet_length(body) - 31, 1)) \
+                         FROM entries WHERE program_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3",
+                        &[&id_bytes(program), &from, &limit],
+                    )
+                    .await
+                    .map_err(unavailable)?;
+                rows.iter()
+                    .map(|row| {
+                        let seq: i64 = row.try_get(0).map_err(unavailable)?;
+                        let tail: &[u8] = row.try_get(1).map_err(unavailable)?;
+                        let sequence = seq.unsigned_abs();
+                        Ok((sequence, hash_from_tail(sequence, tail)?))
+                    })
+                    .collect()
             })
         })
     }

@@ -37,8 +37,8 @@
 //! the `checkpoints` table, from before, are still read when no file is usable.
 
 use super::{
-    decode_entry, secret_from, BoxFuture, Checkpoint, EncodeSnapshot, Faults, Store, StoreError,
-    StoreResult, StoredEntry,
+    decode_entry, hash_from_tail, secret_from, BoxFuture, Checkpoint, EncodeSnapshot, Faults,
+    Store, StoreError, StoreResult, StoredEntry,
 };
 use crate::engine::ApiKeyRecord;
 use points_core::checkpoint::SignedCheckpoint;
@@ -358,6 +358,31 @@ impl Shared {
         Ok(())
     }
 
+    fn read_hashes(&self, handle: i64, from: u64, limit: usize) -> StoreResult<Vec<(u64, Hash)>> {
+        let Ok(from_key) = key(handle, from) else {
+            return Ok(Vec::new());
+        };
+        let end_key = (handle + 1) << SEQ_BITS;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(|conn| {
+            // An entry's stored form ends with its hash (`Entry::ENCODED_HASH_BYTES`).
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT k, substr(body, -32) FROM entries WHERE k >= ?1 AND k < ?2 ORDER BY k LIMIT ?3",
+                )
+                .map_err(unavailable)?;
+            let mut rows = stmt
+                .query(params![from_key, end_key, limit])
+                .map_err(unavailable)?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(unavailable)? {
+                let sequence = sequence_of(row.get(0).map_err(unavailable)?);
+                out.push((sequence, hash_from_tail(sequence, blob(row, 1)?)?));
+            }
+            Ok(out)
+        })
+    }
+
     fn read_entries(&self, handle: i64, from: u64, limit: usize) -> StoreResult<Vec<StoredEntry>> {
         let Ok(from_key) = key(handle, from) else {
             return Ok(Vec::new());
@@ -582,6 +607,18 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'_, StoreResult<Vec<StoredEntry>>> {
         self.blocking(move |shared| match shared.handle(program) {
             Some(handle) => shared.read_entries(handle, from_sequence, limit),
+            None => Ok(Vec::new()),
+        })
+    }
+
+    fn read_hashes(
+        &self,
+        program: ProgramId,
+        from_sequence: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, StoreResult<Vec<(u64, Hash)>>> {
+        self.blocking(move |shared| match shared.handle(program) {
+            Some(handle) => shared.read_hashes(handle, from_sequence, limit),
             None => Ok(Vec::new()),
         })
     }
