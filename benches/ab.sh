@@ -16,11 +16,11 @@
 # ARGS go to `points-load run` as they are.
 #
 # Every run starts its own server(s), on a fresh copy of the seeded data directory for the
-# embedded modes, waits until they listen, and stops them on exit, also when the script
-# is interrupted. A run whose own server is not listening is refused: a server left over
-# from an earlier run would otherwise answer its load and void the figure. The ports
-# (AB_PORT, default 20094, and the one above it for a second server) lie below Linux's
-# ephemeral range, so a client socket cannot take them.
+# embedded modes, waits until they listen and their CPU use has settled, and stops them on
+# exit, also when the script is interrupted. A run whose own server is not listening is
+# refused: a server left over from an earlier run would otherwise answer its load and void
+# the figure. The ports (AB_PORT, default 20094, and the one above it for a second server)
+# lie below Linux's ephemeral range, so a client socket cannot take them.
 #
 # The PostgreSQL modes use the database AB_PG_DB (default points_ab) at AB_PG_URL (default
 # postgres://postgres@127.0.0.1:5432), which `pgseed` drops and creates. It is not copied
@@ -75,6 +75,33 @@ await_server() {
     sleep 0.1
   done
   return 1
+}
+
+# Waits until every started server has settled: at most AB_SETTLE_TICKS clock ticks
+# (default 10, 0.1 s) of CPU in the last second, or 120 s have passed. A server that has
+# just started may still be loading a programme or rebuilding its Merkle tree over the
+# whole journal (seconds of CPU on a grown PostgreSQL database), which a run would
+# otherwise measure instead of the load.
+await_settled() {
+  local pid busy
+  local -A before=()
+  for _ in $(seq 120); do
+    busy=0
+    for pid in "${SERVER_PIDS[@]}"; do
+      before[$pid]=$(cpu_ticks "$pid")
+    done
+    sleep 1
+    for pid in "${SERVER_PIDS[@]}"; do
+      [ $(($(cpu_ticks "$pid") - before[$pid])) -le "${AB_SETTLE_TICKS:-10}" ] || busy=1
+    done
+    [ $busy = 0 ] && return 0
+  done
+  echo "ab.sh: the servers did not settle within 120 s; running anyway" >&2
+}
+
+# User and system CPU clock ticks PID has used (0 once it is gone).
+cpu_ticks() {
+  awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0
 }
 
 stop_server() {
@@ -154,6 +181,7 @@ run_pg() {
     port=$((AB_PORT + i))
     await_server "$port" "$i" || die "this run's server on $port is not listening (see $run/s$i.server.log)"
   done
+  await_settled
   local loads=()
   for i in $(seq 0 $((servers - 1))); do
     cp "$seed/state.json" "$run/state$i.json"
@@ -208,6 +236,7 @@ cmd_run() {
   trap stop_server EXIT
   start_server "$bin" "$run/data" "$AB_PORT"
   await_server "$AB_PORT" 0 || die "this run's server is not listening (see $run/data.server.log)"
+  await_settled
   "$bin/points-load" run --addr "127.0.0.1:$AB_PORT" --key "$(cat "$seed/key")" \
     --state "$run/state.json" --no-verify "${mode_args[@]}" "$@"
   stop_server
