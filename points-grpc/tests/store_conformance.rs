@@ -1196,18 +1196,8 @@ async fn postgres_batch_waits_for_the_programme_lock() {
     let Some(config) = postgres().await else {
         return;
     };
-    let StoreConfig::Postgres { url } = &config else {
-        unreachable!()
-    };
-    // Named, so that only this test's connections are counted below.
-    let name = format!("lock_test_{}", uid().simple());
-    let url = &format!("{url}&application_name={name}");
-    let engine = Engine::open(
-        StoreConfig::Postgres { url: url.clone() },
-        EngineOptions::default(),
-    )
-    .await
-    .unwrap();
+    let (engine, url, name) = named_postgres_engine(&config, "lock_test").await;
+    let url = &url;
     let f = Fixture::new(1);
     f.set_up(&engine).await;
     let next = engine.read(f.program, |l| l.next_sequence()).unwrap();
@@ -1286,6 +1276,23 @@ async fn postgres_batch_waits_for_the_programme_lock() {
     drop_schema(&config).await;
 }
 
+/// An engine on the PostgreSQL `config`, its connections named `PREFIX_<uuid>` so that
+/// [`wait_until_waiting_for_lock`] counts only them; with the named URL and the name.
+async fn named_postgres_engine(config: &StoreConfig, prefix: &str) -> (Engine, String, String) {
+    let StoreConfig::Postgres { url } = config else {
+        unreachable!()
+    };
+    let name = format!("{prefix}_{}", uid().simple());
+    let url = format!("{url}&application_name={name}");
+    let engine = Engine::open(
+        StoreConfig::Postgres { url: url.clone() },
+        EngineOptions::default(),
+    )
+    .await
+    .unwrap();
+    (engine, url, name)
+}
+
 /// Waits until a connection named `name` waits in the database for a row lock taken
 /// `FOR UPDATE` (an engine's batch queued behind another holder of the programme's lock).
 async fn wait_until_waiting_for_lock(url: &str, name: &str) {
@@ -1323,17 +1330,8 @@ async fn postgres_batch_takes_in_what_queued_while_it_waited_for_the_lock() {
     let Some(config) = postgres().await else {
         return;
     };
-    let StoreConfig::Postgres { url } = &config else {
-        unreachable!()
-    };
-    let name = format!("top_up_test_{}", uid().simple());
-    let url = &format!("{url}&application_name={name}");
-    let engine = Engine::open(
-        StoreConfig::Postgres { url: url.clone() },
-        EngineOptions::default(),
-    )
-    .await
-    .unwrap();
+    let (engine, url, name) = named_postgres_engine(&config, "top_up_test").await;
+    let url = &url;
     let f = Fixture::new(3);
     f.set_up(&engine).await;
     let next = engine.read(f.program, |l| l.next_sequence()).unwrap();

@@ -358,55 +358,55 @@ impl Shared {
         Ok(())
     }
 
-    fn read_hashes(&self, handle: i64, from: u64, limit: usize) -> StoreResult<Vec<(u64, Hash)>> {
+    /// Up to `limit` rows of the programme `handle`'s entries from sequence `from` on, in
+    /// order, each made into a `T` by `each` with its sequence; `sql` selects `k` first,
+    /// then the columns `each` reads.
+    fn read_rows<T>(
+        &self,
+        handle: i64,
+        from: u64,
+        limit: usize,
+        sql: &'static str,
+        mut each: impl FnMut(u64, &rusqlite::Row<'_>) -> StoreResult<T>,
+    ) -> StoreResult<Vec<T>> {
         let Ok(from_key) = key(handle, from) else {
             return Ok(Vec::new());
         };
         let end_key = (handle + 1) << SEQ_BITS;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(|conn| {
-            // An entry's stored form ends with its hash (`Entry::ENCODED_HASH_BYTES`).
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT k, substr(body, -32) FROM entries WHERE k >= ?1 AND k < ?2 ORDER BY k LIMIT ?3",
-                )
-                .map_err(unavailable)?;
-            let mut rows = stmt
-                .query(params![from_key, end_key, limit])
-                .map_err(unavailable)?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next().map_err(unavailable)? {
-                let sequence = sequence_of(row.get(0).map_err(unavailable)?);
-                out.push((sequence, hash_from_tail(sequence, blob(row, 1)?)?));
-            }
-            Ok(out)
-        })
-    }
-
-    fn read_entries(&self, handle: i64, from: u64, limit: usize) -> StoreResult<Vec<StoredEntry>> {
-        let Ok(from_key) = key(handle, from) else {
-            return Ok(Vec::new());
-        };
-        let end_key = (handle + 1) << SEQ_BITS;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.read(|conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT k, fp, body FROM entries WHERE k >= ?1 AND k < ?2 ORDER BY k LIMIT ?3",
-                )
-                .map_err(unavailable)?;
+            let mut stmt = conn.prepare_cached(sql).map_err(unavailable)?;
             let mut rows = stmt
                 .query(params![from_key, end_key, limit])
                 .map_err(unavailable)?;
             let mut out = Vec::new();
             while let Some(row) = rows.next().map_err(unavailable)? {
                 let k: i64 = row.get(0).map_err(unavailable)?;
-                let fp = blob(row, 1)?;
-                let body = blob(row, 2)?;
-                out.push(decode_entry(sequence_of(k), body, fp)?);
+                out.push(each(sequence_of(k), row)?);
             }
             Ok(out)
         })
+    }
+
+    fn read_hashes(&self, handle: i64, from: u64, limit: usize) -> StoreResult<Vec<(u64, Hash)>> {
+        // An entry's stored form ends with its hash (`Entry::ENCODED_HASH_BYTES`).
+        self.read_rows(
+            handle,
+            from,
+            limit,
+            "SELECT k, substr(body, -32) FROM entries WHERE k >= ?1 AND k < ?2 ORDER BY k LIMIT ?3",
+            |sequence, row| Ok((sequence, hash_from_tail(sequence, blob(row, 1)?)?)),
+        )
+    }
+
+    fn read_entries(&self, handle: i64, from: u64, limit: usize) -> StoreResult<Vec<StoredEntry>> {
+        self.read_rows(
+            handle,
+            from,
+            limit,
+            "SELECT k, fp, body FROM entries WHERE k >= ?1 AND k < ?2 ORDER BY k LIMIT ?3",
+            |sequence, row| decode_entry(sequence, blob(row, 2)?, blob(row, 1)?),
+        )
     }
 }
 
