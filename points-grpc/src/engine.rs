@@ -1537,7 +1537,6 @@ impl Writer {
         }
     }
 
-    /// Ends the batch transaction [`Store::lock`] opened, when nothing is to be appended.
     /// Takes a shared store's lock on the programme's journal (nothing for a single-writer
     /// store), reading the entries other servers appended since this ledger's end.
     fn lock_shared(&self) -> Result<Option<Locked>, StoreError> {
@@ -1555,6 +1554,7 @@ impl Writer {
         self.runtime.block_on(self.store.lock(self.state.id, from))
     }
 
+    /// Ends the batch transaction [`Store::lock`] opened, when nothing is to be appended.
     fn unlock(&self) {
         if let Err(e) = self.runtime.block_on(self.store.unlock(self.state.id)) {
             // The store rolls the transaction back when its connection goes.
