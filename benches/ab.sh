@@ -127,13 +127,12 @@ bootstrap_key() {
   echo "$key"
 }
 
-cmd_seed() {
-  local bin=${1:-$HERE/target/release}
-  local seed=$AB_DIR/seed
-  rm -rf "$seed"
-  mkdir -p "$seed"
+# Starts BIN's server (on the database URL, if given, else on SEED/data), then seeds
+# 100,000 members through it into SEED: the admin key and the load tool's state file.
+seed_through() {
+  local bin=$1 seed=$2 url=${3:-}
   trap stop_server EXIT
-  start_server "$bin" "$seed/data" "$AB_PORT"
+  start_server "$bin" "$seed/data" "$AB_PORT" "$url"
   local key
   key=$(bootstrap_key "$seed/data.server.log")
   await_server "$AB_PORT" 0 || die "the seeding server is not listening on $AB_PORT"
@@ -142,21 +141,20 @@ cmd_seed() {
     --points 100000 --state "$seed/state.json" --no-progress
 }
 
+cmd_seed() {
+  local seed=$AB_DIR/seed
+  rm -rf "$seed"
+  mkdir -p "$seed"
+  seed_through "${1:-$HERE/target/release}" "$seed"
+}
+
 cmd_pgseed() {
-  local bin=${1:-$HERE/target/release}
   local seed=$AB_DIR/pgseed
   rm -rf "$seed"
   mkdir -p "$seed"
   psql -q "$AB_PG_URL/postgres" -c "DROP DATABASE IF EXISTS $AB_PG_DB" \
     -c "CREATE DATABASE $AB_PG_DB" || die "cannot create the database $AB_PG_DB"
-  trap stop_server EXIT
-  start_server "$bin" "$seed/seed" "$AB_PORT" "$AB_PG_URL/$AB_PG_DB"
-  local key
-  key=$(bootstrap_key "$seed/seed.server.log")
-  await_server "$AB_PORT" 0 || die "the seeding server is not listening on $AB_PORT"
-  echo "$key" >"$seed/key"
-  "$bin/points-load" seed --addr "127.0.0.1:$AB_PORT" --key "$key" --members 100000 \
-    --points 100000 --state "$seed/state.json" --no-progress
+  seed_through "${1:-$HERE/target/release}" "$seed" "$AB_PG_URL/$AB_PG_DB"
 }
 
 # A counter's value in Prometheus TEXT, or 0 if it is not there.
